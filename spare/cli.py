@@ -1,0 +1,245 @@
+"""The command line: option parsing and error reporting only; the work is in spare.commands."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from spare import __version__
+from spare.errors import CompletedWithWarnings, SpareError, UsageError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def cache_root() -> Path:
+    if explicit := os.environ.get("SPARE_CACHE_DIR"):
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "spare"
+
+
+def read_password(password: str | None, password_file: str | None) -> str:
+    if password and password_file:
+        raise UsageError("give either --password or --password-file, not both")
+    if password_file:
+        try:
+            with open(password_file, encoding="utf-8") as file:
+                password = file.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read the password file {password_file}: {exc.strerror}"
+            ) from None
+        except UnicodeDecodeError:
+            raise UsageError(f"the password file {password_file} is not UTF-8 text") from None
+    if not password:
+        raise UsageError("no password given: use SPARE_PASSWORD, --password-file or --password")
+    return password
+
+
+def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every command takes, each also read from its SPARE_* variable."""
+    options = [
+        click.option(
+            "--endpoint",
+            envvar="SPARE_ENDPOINT",
+            help="S3 host[:port], http(s)://host[:port], or file:///directory.",
+        ),
+        click.option("--access-key", envvar="SPARE_ACCESS_KEY", help="S3 access key."),
+        click.option("--secret-key", envvar="SPARE_SECRET_KEY", help="S3 secret key."),
+        click.option(
+            "--password",
+            envvar="SPARE_PASSWORD",
+            help="The backup's password (prefer SPARE_PASSWORD or --password-file).",
+        ),
+        click.option(
+            "--password-file",
+            envvar="SPARE_PASSWORD_FILE",
+            help="A file whose first line is the password.",
+        ),
+        click.option("--bucket", envvar="SPARE_BUCKET", help="The bucket (one per host and path)."),
+        click.option(
+            "--verbose", "-v", is_flag=True, envvar="SPARE_VERBOSE", help="Say what is being done."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def make_context(
+    endpoint: str | None,
+    access_key: str | None,
+    secret_key: str | None,
+    password: str | None,
+    password_file: str | None,
+    bucket: str | None,
+    verbose: bool,
+) -> Any:
+    from spare.commands.common import Context
+    from spare.storage import parse_endpoint
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="spare: %(message)s",
+        stream=sys.stderr,
+    )
+    location = parse_endpoint(endpoint, bucket, access_key, secret_key)
+    return Context(location, read_password(password, password_file), cache_root(), verbose=verbose)
+
+
+def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def wrapper(
+        endpoint: str | None,
+        access_key: str | None,
+        secret_key: str | None,
+        password: str | None,
+        password_file: str | None,
+        bucket: str | None,
+        verbose: bool,
+        **kwargs: Any,
+    ) -> Any:
+        ctx = make_context(
+            endpoint, access_key, secret_key, password, password_file, bucket, verbose
+        )
+        return command(ctx, **kwargs)
+
+    return connection_options(wrapper)
+
+
+def say(ctx: Any, message: str) -> None:
+    if ctx.verbose:
+        click.echo(f"spare: {message}", err=True)
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, prog_name="spare")
+def cli() -> None:
+    """One S3 backup, encrypted on the fly."""
+
+
+@cli.command()
+@pass_context
+@click.option("--path", envvar="SPARE_PATH", help="The directory to back up.")
+@click.option(
+    "--skip",
+    multiple=True,
+    help="Leave out this path, relative to --path (e.g. ./cache); globs allowed. "
+    "Repeatable; SPARE_SKIP holds several, separated by ':'.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    envvar="SPARE_FORCE",
+    help="Back up even if the bucket holds the backup of another host or path.",
+)
+@click.option(
+    "--compression",
+    envvar="SPARE_COMPRESSION",
+    default="lzma",
+    show_default=True,
+    help="The compression transform ('none' to store uncompressed).",
+)
+@click.option(
+    "--pack-size",
+    envvar="SPARE_PACK_SIZE",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="Size of the pack objects in MiB.",
+)
+def create(
+    ctx: Any, path: str | None, skip: tuple[str, ...], force: bool, compression: str, pack_size: int
+) -> None:
+    """Back up --path into the bucket, keeping exactly this one snapshot."""
+    from spare.commands.backup import BackupOptions
+    from spare.commands.backup import create as run
+    from spare.commands.common import interruptible
+
+    if not path:
+        raise UsageError("no path given: use --path or SPARE_PATH")
+    skips = list(skip) + [s for s in os.environ.get("SPARE_SKIP", "").split(":") if s]
+    options = BackupOptions(path, skips, force, compression, pack_size << 20)
+    with interruptible():
+        stats = run(ctx, options)
+    say(
+        ctx,
+        f"backed up {stats['files']} files, {stats['bytes']} bytes "
+        f"({stats['new_bytes']} new, {stats['stored_bytes']} stored)",
+    )
+
+
+@cli.command()
+@pass_context
+@click.option("--path", envvar="SPARE_PATH", help="Where to restore (an empty or new directory).")
+def restore(ctx: Any, path: str | None) -> None:
+    """Restore the backup into --path, which must be empty or not exist."""
+    from spare.commands.restore import restore as run
+
+    if not path:
+        raise UsageError("no path given: use --path or SPARE_PATH")
+    stats = run(ctx, path)
+    say(ctx, f"restored {stats['files']} files, {stats['bytes']} bytes")
+
+
+@cli.command()
+@pass_context
+@click.option("--path", envvar="SPARE_PATH", help="Accepted for symmetry with create; unused.")
+def verify(ctx: Any, path: str | None) -> None:
+    """Download and check everything; name every damaged file."""
+    from spare.commands.verify import verify as run
+
+    stats = run(ctx)
+    say(ctx, f"the backup is intact ({stats['packs']} packs checked)")
+
+
+@cli.command()
+@pass_context
+def lock(ctx: Any) -> None:
+    """Lock the bucket so that no spare run changes it."""
+    from spare.commands.locking import lock as run
+
+    say(ctx, run(ctx))
+
+
+@cli.command()
+@pass_context
+def unlock(ctx: Any) -> None:
+    """Remove the lock, whoever set it (make sure no spare runs)."""
+    from spare.commands.locking import unlock as run
+
+    say(ctx, run(ctx))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; errors become one line on stderr and their documented exit code."""
+    try:
+        cli.main(args=argv, prog_name="spare", standalone_mode=False)
+    except CompletedWithWarnings as warning:
+        click.echo(f"spare: warning: {warning}", err=True)
+        sys.exit(warning.exit_code)
+    except SpareError as error:
+        click.echo(f"spare: error: {error}", err=True)
+        sys.exit(error.exit_code)
+    except click.UsageError as error:
+        hint = (
+            f" (see 'spare {error.ctx.command_path.split(' ', 1)[-1]} --help')"
+            if (error.ctx and " " in error.ctx.command_path)
+            else " (see 'spare --help')"
+        )
+        click.echo(f"spare: error: {error.format_message()}{hint}", err=True)
+        sys.exit(UsageError.exit_code)
+    except click.ClickException as error:
+        click.echo(f"spare: error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("spare: error: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(0)

@@ -1,0 +1,1 @@
+"""The commands: create (backup), restore, verify, lock and unlock."""

@@ -1,0 +1,284 @@
+"""``spare create``: back up one tree into the bucket, keep exactly that snapshot."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+import time
+from dataclasses import dataclass, field
+
+from spare.commands.common import Context, Warnings, group_name, limit_to_one_core, log, user_name
+from spare.errors import CompletedWithWarnings, IdentityMismatch, SourceUnavailable
+from spare.fstree import Found, Skipper, walk
+from spare.repository import manifest as mf
+from spare.repository.cache import Cache
+from spare.repository.manifest import Entry, ManifestWriter
+from spare.repository.repo import Repository, Snapshot, now
+from spare.repository.store import PACK_SIZE, ChunkStore, prune
+
+_TYPES = {
+    stat.S_IFREG: mf.FILE,
+    stat.S_IFDIR: mf.DIRECTORY,
+    stat.S_IFLNK: mf.SYMLINK,
+    stat.S_IFIFO: mf.FIFO,
+    stat.S_IFCHR: mf.CHAR_DEVICE,
+    stat.S_IFBLK: mf.BLOCK_DEVICE,
+}
+
+#: How often a file that changes while it is read is read again before it is reported.
+REREADS = 2
+
+
+@dataclass
+class BackupOptions:
+    path: str
+    skip: list[str] = field(default_factory=list)
+    force: bool = False
+    compression: str = "lzma"
+    pack_size: int = PACK_SIZE
+
+
+def create(ctx: Context, options: BackupOptions) -> dict[str, int]:
+    """Back up ``options.path``; returns the run's statistics. Raises CompletedWithWarnings."""
+    source = os.path.abspath(options.path)
+    root_stat = _check_source(source)
+    limit_to_one_core()
+    repo = ctx.open(create=True, compression=options.compression)
+    try:
+        with repo.locked("create"):
+            previous = repo.latest_snapshot()
+            _check_identity(previous, source, root_stat.st_ino, options.force)
+            stats = _backup(repo, ctx, source, options, previous)
+    finally:
+        repo.close()
+    if stats["warnings"]:
+        raise CompletedWithWarnings(
+            f"backup stored, but {stats['warnings']} entries could not be read (see the warnings)"
+        )
+    return stats
+
+
+def _check_source(source: str) -> os.stat_result:
+    try:
+        st = os.stat(source)
+        if not stat.S_ISDIR(st.st_mode):
+            raise SourceUnavailable(f"{source} is not a directory: give the directory to back up")
+        with os.scandir(source):
+            pass
+    except FileNotFoundError:
+        raise SourceUnavailable(f"{source} does not exist: check --path") from None
+    except PermissionError:
+        raise SourceUnavailable(f"{source} cannot be read: run spare as a user who can") from None
+    except NotADirectoryError:
+        raise SourceUnavailable(f"{source} is not a directory: check --path") from None
+    return st
+
+
+def _check_identity(previous: Snapshot | None, source: str, inode: int, force: bool) -> None:
+    if previous is None or force:
+        return
+    host = socket.gethostname()
+    if previous.host != host or previous.path != source:
+        raise IdentityMismatch(
+            f"this bucket holds the backup of {previous.path} on host {previous.host}, not of "
+            f"{source} on {host}; use one bucket per host and path, or --force to replace it"
+        )
+    if previous.inode != inode:
+        raise IdentityMismatch(
+            f"{source} is not the directory backed up before (its inode changed); if it was "
+            "replaced on purpose, use --force"
+        )
+
+
+def _backup(
+    repo: Repository, ctx: Context, source: str, options: BackupOptions, previous: Snapshot | None
+) -> dict[str, int]:
+    started = time.monotonic()
+    cache = repo.cache
+    repo.sync_index()
+    cache.begin()
+    if previous is None or cache.get_meta("files_snapshot") != previous.name:
+        cache.forget_files()
+    cache.start_files()
+    cache.start_live()
+    warn = Warnings()
+    store = ChunkStore(repo, options.pack_size)
+    manifest = ManifestWriter(store.tmpdir)
+    try:
+        cache_dir = os.fsencode(os.path.realpath(ctx.cache_root))
+        skip = Skipper(options.skip, absolute=[cache_dir])
+        files, total = _walk(os.fsencode(source), skip, warn, store, cache, manifest)
+        manifest_ids = store.store_stream(manifest.finish())
+        cache.add_live(manifest_ids)
+        store.finish()
+    except BaseException:
+        store.abandon()
+        raise
+    finally:
+        manifest.close()
+    repo.write_index(cache.unindexed_packs())
+    snapshot = Snapshot(
+        seq=(previous.seq + 1) if previous else 1,
+        time=now(),
+        host=socket.gethostname(),
+        path=source,
+        inode=os.stat(source).st_ino,
+        manifest=[chunk.hex() for chunk in manifest_ids],
+        stats={
+            "entries": manifest.entries,
+            "files": files,
+            "bytes": total,
+            "new_bytes": store.stats.new_bytes,
+            "stored_bytes": store.stats.stored_bytes,
+        },
+    )
+    repo.store_snapshot(snapshot)  # the commit point
+    cache.commit()
+    cache.commit_files(snapshot.name)
+    ctx.plugins.snapshot_committed(
+        {"time": snapshot.time, "host": snapshot.host, "path": snapshot.path, **snapshot.stats}
+    )
+    pruned = prune(repo, snapshot, options.pack_size)
+    log.info(
+        "stored %d entries, %d files, %d bytes (%d new, %d after compression); pruned %d objects "
+        "in %.1f s",
+        manifest.entries,
+        files,
+        total,
+        store.stats.new_bytes,
+        store.stats.stored_bytes,
+        pruned["deleted_objects"],
+        time.monotonic() - started,
+    )
+    return {**snapshot.stats, **pruned, "warnings": warn.count}
+
+
+def _walk(
+    root: bytes,
+    skip: Skipper,
+    warn: Warnings,
+    store: ChunkStore,
+    cache: Cache,
+    manifest: ManifestWriter,
+) -> tuple[int, int]:
+    files = total = 0
+    first_names: dict[tuple[int, int], bytes] = {}
+    for found in walk(root, skip, warn):
+        entry = _entry(found, warn)
+        if entry is None:
+            continue
+        if entry.type == mf.FILE:
+            key = (found.stat.st_dev, found.stat.st_ino)
+            if found.stat.st_nlink > 1 and key in first_names:
+                entry.link = first_names[key]
+                manifest.write(entry)
+                continue
+            if not _file_content(found, entry, store, cache, warn):
+                continue
+            if found.stat.st_nlink > 1:
+                first_names[key] = found.relative
+            files += 1
+            total += entry.size
+            cache.add_live(entry.chunks)
+        manifest.write(entry)
+    return files, total
+
+
+def _entry(found: Found, warn: Warnings) -> Entry | None:
+    st = found.stat
+    kind = _TYPES.get(stat.S_IFMT(st.st_mode))
+    if kind is None:
+        warn(f"{os.fsdecode(found.path)}: skipped (sockets and doors are not backed up)")
+        return None
+    entry = Entry(
+        path=found.relative,
+        type=kind,
+        mode=stat.S_IMODE(st.st_mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        user=user_name(st.st_uid),
+        group=group_name(st.st_gid),
+        mtime_ns=st.st_mtime_ns,
+    )
+    if kind == mf.SYMLINK:
+        try:
+            entry.target = os.readlink(found.path)
+        except OSError as exc:
+            warn(f"{os.fsdecode(found.path)}: cannot read link ({exc.strerror})")
+            return None
+    elif kind in (mf.CHAR_DEVICE, mf.BLOCK_DEVICE):
+        entry.rdev = st.st_rdev
+    return entry
+
+
+def _file_content(
+    found: Found, entry: Entry, store: ChunkStore, cache: Cache, warn: Warnings
+) -> bool:
+    """Fill ``entry`` with the file's size and chunks; False (with a warning) if unreadable."""
+    st = found.stat
+    known = cache.lookup_file(found.relative, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if known is not None:
+        entry.size = st.st_size
+        entry.chunks = [known[i : i + mf.ID_BYTES] for i in range(0, len(known), mf.ID_BYTES)]
+        cache.remember_file(
+            found.relative, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, known
+        )
+        return True
+    name = os.fsdecode(found.path)
+    try:
+        fd = _open(found.path)
+    except FileNotFoundError:
+        warn(f"{name}: vanished before it could be read")
+        return False
+    except OSError as exc:
+        warn(f"{name}: cannot open ({exc.strerror})")
+        return False
+    with os.fdopen(fd, "rb", buffering=0) as file:
+        for attempt in range(REREADS + 1):
+            before = os.fstat(fd)
+            file.seek(0)
+            try:
+                chunks = store.store_stream(file)
+            except OSError as exc:
+                warn(f"{name}: read error ({exc.strerror})")
+                return False
+            after = os.fstat(fd)
+            if _same_version(before, after):
+                break
+            if attempt == REREADS:
+                warn(f"{name}: changed while being read; stored as last read")
+    entry.size = after.st_size
+    entry.mode = stat.S_IMODE(after.st_mode)
+    entry.mtime_ns = after.st_mtime_ns
+    entry.chunks = chunks
+    if _same_version(before, after):
+        cache.remember_file(
+            found.relative,
+            after.st_size,
+            after.st_mtime_ns,
+            after.st_ctime_ns,
+            after.st_ino,
+            b"".join(chunks),
+        )
+    return True
+
+
+def _same_version(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns)
+
+
+def _open(path: bytes) -> int:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    noatime = getattr(os, "O_NOATIME", 0)
+    try:
+        return os.open(path, flags | noatime)
+    except PermissionError:
+        if not noatime:
+            raise
+        return os.open(path, flags)  # O_NOATIME needs ownership or CAP_FOWNER
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # replaced by a symlink since the walk
+            raise FileNotFoundError(exc.errno, exc.strerror) from exc
+        raise

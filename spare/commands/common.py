@@ -1,0 +1,121 @@
+"""What the commands share: opening the bucket, owner names, signals, warnings."""
+
+from __future__ import annotations
+
+import grp
+import logging
+import os
+import pwd
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from types import FrameType
+
+from spare.errors import Interrupted
+from spare.plugins import Plugins
+from spare.repository.repo import Repository
+from spare.storage import RetryingStorage, Storage, StorageLocation
+
+log = logging.getLogger("spare")
+
+
+@dataclass
+class Context:
+    """Everything a command needs besides its own arguments."""
+
+    location: StorageLocation
+    password: str
+    cache_root: Path
+    plugins: Plugins = field(default_factory=Plugins)
+    verbose: bool = False
+
+    def storage(self) -> Storage:
+        factory = self.plugins.storages.get(self.location.scheme)
+        return RetryingStorage(factory(self.location))
+
+    def open(self, *, create: bool = False, compression: str | None = "lzma") -> Repository:
+        return Repository.open(
+            self.storage(),
+            self.password,
+            self.plugins,
+            self.cache_root,
+            create=create,
+            compression=compression,
+        )
+
+
+class Warnings:
+    """Collects what went wrong without stopping the run; printed as it happens."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, message: str) -> None:
+        self.count += 1
+        print(f"spare: warning: {message}", file=sys.stderr, flush=True)
+
+
+@lru_cache(maxsize=4096)
+def user_name(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
+@lru_cache(maxsize=4096)
+def group_name(gid: int) -> str | None:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return None
+
+
+@lru_cache(maxsize=4096)
+def user_id(name: str | None, fallback: int) -> int:
+    if name is None:
+        return fallback
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return fallback
+
+
+@lru_cache(maxsize=4096)
+def group_id(name: str | None, fallback: int) -> int:
+    if name is None:
+        return fallback
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return fallback
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into :class:`Interrupted`, so that ``finally`` blocks run."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        # Ignore further signals while cleaning up: the lock must be released.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def limit_to_one_core() -> None:
+    """Keep create on one core, as promised; the host it runs on is a production server."""
+    if hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) > 1:
+            os.sched_setaffinity(0, {cores[os.getpid() % len(cores)]})

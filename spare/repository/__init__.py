@@ -1,0 +1,1 @@
+"""The repository format: objects, packs, index, manifest and snapshots in one bucket."""

@@ -1,0 +1,231 @@
+"""The local cache: where each chunk is stored, and the files seen by the last snapshot.
+
+It lives in SQLite so that lookups stay out of RAM whatever the size of the tree, and it can be
+thrown away at any time: everything in it is rebuilt from the bucket (index objects, pack trailers,
+the snapshot's manifest) when it is missing or disagrees with the bucket.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from spare.repository.objects import BlobRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS packs(
+    name TEXT PRIMARY KEY, transforms TEXT NOT NULL, size INTEGER NOT NULL, indexed_in TEXT);
+CREATE TABLE IF NOT EXISTS chunks(
+    id BLOB PRIMARY KEY, pack TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
+    size INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks(pack);
+CREATE TABLE IF NOT EXISTS index_objects(name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS files(
+    path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER,
+    chunks BLOB) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS files_next(
+    path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER,
+    chunks BLOB) WITHOUT ROWID;
+"""
+
+SCHEMA_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class ChunkLocation:
+    pack: str
+    transforms: tuple[str, ...]
+    offset: int
+    length: int
+    size: int
+
+
+@dataclass(frozen=True)
+class PackInfo:
+    name: str
+    transforms: tuple[str, ...]
+    size: int
+    blobs: tuple[BlobRecord, ...]
+
+
+class Cache:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA cache_size=-8000")  # 8 MiB: the cache must not eat the budget
+        if self.get_meta("schema") not in (None, SCHEMA_VERSION):
+            self.db.executescript(
+                "DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS packs;"
+                "DROP TABLE IF EXISTS chunks;"
+                "DROP TABLE IF EXISTS index_objects; DROP TABLE IF EXISTS files;"
+                "DROP TABLE IF EXISTS files_next;"
+            )
+        self.db.executescript(SCHEMA)
+        self.set_meta("schema", SCHEMA_VERSION)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def begin(self) -> None:
+        self.db.execute("BEGIN")
+
+    def commit(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("COMMIT")
+
+    # -- meta -------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
+
+    # -- chunks and packs -------------------------------------------------------------------
+    def has_chunk(self, chunk_id: bytes) -> bool:
+        row = self.db.execute("SELECT 1 FROM chunks WHERE id=?", (chunk_id,)).fetchone()
+        return row is not None
+
+    def locate(self, chunk_id: bytes) -> ChunkLocation | None:
+        row = self.db.execute(
+            "SELECT c.pack, p.transforms, c.offset, c.length, c.size FROM chunks c "
+            "JOIN packs p ON p.name = c.pack WHERE c.id=?",
+            (chunk_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return ChunkLocation(row[0], tuple(row[1].split(",")), row[2], row[3], row[4])
+
+    def add_pack(self, pack: PackInfo, indexed_in: str | None) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO packs(name, transforms, size, indexed_in) VALUES(?,?,?,?)",
+            (pack.name, ",".join(pack.transforms), pack.size, indexed_in),
+        )
+        self.db.executemany(
+            "INSERT OR REPLACE INTO chunks(id, pack, offset, length, size) VALUES(?,?,?,?,?)",
+            ((b.chunk_id, pack.name, b.offset, b.length, b.size) for b in pack.blobs),
+        )
+
+    def remove_packs(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.db.execute("DELETE FROM chunks WHERE pack=?", (name,))
+            self.db.execute("DELETE FROM packs WHERE name=?", (name,))
+
+    def pack_names(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT name FROM packs")}
+
+    def unindexed_packs(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT name FROM packs WHERE indexed_in IS NULL")]
+
+    def pack_info(self, name: str) -> PackInfo:
+        row = self.db.execute("SELECT transforms, size FROM packs WHERE name=?", (name,)).fetchone()
+        blobs = tuple(
+            BlobRecord(*r)
+            for r in self.db.execute(
+                "SELECT id, offset, length, size FROM chunks WHERE pack=? ORDER BY offset", (name,)
+            )
+        )
+        return PackInfo(name, tuple(row[0].split(",")), row[1], blobs)
+
+    def packs_indexed_in(self, index: str) -> list[str]:
+        return [
+            r[0] for r in self.db.execute("SELECT name FROM packs WHERE indexed_in=?", (index,))
+        ]
+
+    def set_indexed(self, packs: Iterable[str], index: str | None) -> None:
+        self.db.executemany(
+            "UPDATE packs SET indexed_in=? WHERE name=?", ((index, name) for name in packs)
+        )
+
+    # -- index objects ----------------------------------------------------------------------
+    def index_names(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT name FROM index_objects")}
+
+    def add_index(self, name: str) -> None:
+        self.db.execute("INSERT OR IGNORE INTO index_objects(name) VALUES(?)", (name,))
+
+    def remove_index(self, name: str) -> None:
+        self.db.execute("DELETE FROM index_objects WHERE name=?", (name,))
+        self.db.execute("UPDATE packs SET indexed_in=NULL WHERE indexed_in=?", (name,))
+
+    def index_sizes(self) -> dict[str, int]:
+        """Blobs per index object."""
+        return dict(
+            self.db.execute(
+                "SELECT i.name, COUNT(c.id) FROM index_objects i LEFT JOIN packs p "
+                "ON p.indexed_in = i.name LEFT JOIN chunks c ON c.pack = p.name GROUP BY i.name"
+            )
+        )
+
+    def clear_index(self) -> None:
+        self.db.executescript("DELETE FROM chunks; DELETE FROM packs; DELETE FROM index_objects;")
+
+    # -- live chunks (what the new snapshot references) --------------------------------------
+    def start_live(self) -> None:
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS live(id BLOB PRIMARY KEY) WITHOUT ROWID")
+        self.db.execute("DELETE FROM live")
+
+    def add_live(self, chunk_ids: Iterable[bytes]) -> None:
+        self.db.executemany("INSERT OR IGNORE INTO live(id) VALUES(?)", ((c,) for c in chunk_ids))
+
+    def pack_usage(self) -> Iterator[tuple[str, int, int]]:
+        """(pack, live bytes, all bytes) for every cached pack."""
+        return iter(
+            self.db.execute(
+                "SELECT c.pack, SUM(CASE WHEN l.id IS NULL THEN 0 ELSE c.length END), "
+                "SUM(c.length) FROM chunks c LEFT JOIN live l ON l.id = c.id GROUP BY c.pack"
+            ).fetchall()
+        )
+
+    def live_blobs(self, pack: str) -> list[BlobRecord]:
+        return [
+            BlobRecord(*r)
+            for r in self.db.execute(
+                "SELECT c.id, c.offset, c.length, c.size FROM chunks c JOIN live l ON l.id = c.id "
+                "WHERE c.pack=? ORDER BY c.offset",
+                (pack,),
+            )
+        ]
+
+    # -- files seen by the last snapshot ------------------------------------------------------
+    def start_files(self) -> None:
+        self.db.execute("DELETE FROM files_next")
+
+    def lookup_file(
+        self, path: bytes, size: int, mtime_ns: int, ctime_ns: int, ino: int
+    ) -> bytes | None:
+        row = self.db.execute(
+            "SELECT chunks FROM files WHERE path=? AND size=? AND mtime_ns=? AND ctime_ns=? "
+            "AND ino=?",
+            (path, size, mtime_ns, ctime_ns, ino),
+        ).fetchone()
+        return row[0] if row else None
+
+    def remember_file(
+        self, path: bytes, size: int, mtime_ns: int, ctime_ns: int, ino: int, chunks: bytes
+    ) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO files_next VALUES(?,?,?,?,?,?)",
+            (path, size, mtime_ns, ctime_ns, ino, chunks),
+        )
+
+    def commit_files(self, snapshot: str) -> None:
+        """The files seen by this run become those of ``snapshot``."""
+        self.db.executescript(
+            "BEGIN; DELETE FROM files; INSERT INTO files SELECT * FROM files_next; "
+            "DELETE FROM files_next; COMMIT;"
+        )
+        self.set_meta("files_snapshot", snapshot)
+
+    def forget_files(self) -> None:
+        self.db.execute("DELETE FROM files")
+        self.db.execute("DELETE FROM meta WHERE key='files_snapshot'")

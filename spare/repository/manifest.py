@@ -1,0 +1,147 @@
+"""The manifest: every entry of the tree with its metadata and chunk list, one JSON line each.
+
+Entries come in walk order (depth first, names sorted bytewise), so the manifest is written and
+read as a stream and never held in memory whole. Paths are relative to the backed-up directory
+(``.`` is the directory itself) and may be any bytes: they are carried through JSON as
+``surrogateescape``-decoded UTF-8. The manifest is stored in chunks like file content, so an
+unchanged tree produces the same manifest chunks and uploads nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from spare.errors import RepositoryDamaged
+
+FILE = "f"
+DIRECTORY = "d"
+SYMLINK = "l"
+FIFO = "p"
+CHAR_DEVICE = "c"
+BLOCK_DEVICE = "b"
+TYPES = (FILE, DIRECTORY, SYMLINK, FIFO, CHAR_DEVICE, BLOCK_DEVICE)
+
+ID_BYTES = 32
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _raw(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+@dataclass
+class Entry:
+    path: bytes
+    type: str
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    user: str | None = None
+    group: str | None = None
+    size: int = 0
+    chunks: list[bytes] = field(default_factory=list)
+    #: The target of a symlink.
+    target: bytes | None = None
+    #: For the second and later names of a hardlinked file: the first name.
+    link: bytes | None = None
+    rdev: int = 0
+
+    def to_line(self) -> bytes:
+        data: dict[str, Any] = {
+            "p": _text(self.path),
+            "t": self.type,
+            "m": self.mode,
+            "u": self.uid,
+            "g": self.gid,
+            "mt": self.mtime_ns,
+        }
+        if self.user is not None:
+            data["U"] = self.user
+        if self.group is not None:
+            data["G"] = self.group
+        if self.size:
+            data["s"] = self.size
+        if self.chunks:
+            data["c"] = b"".join(self.chunks).hex()
+        if self.target is not None:
+            data["l"] = _text(self.target)
+        if self.link is not None:
+            data["h"] = _text(self.link)
+        if self.rdev:
+            data["r"] = self.rdev
+        return json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode() + b"\n"
+
+    @classmethod
+    def from_line(cls, line: bytes) -> Entry:
+        try:
+            data = json.loads(line)
+            raw_chunks = bytes.fromhex(data.get("c", ""))
+            entry = cls(
+                path=_raw(data["p"]),
+                type=data["t"],
+                mode=int(data["m"]),
+                uid=int(data["u"]),
+                gid=int(data["g"]),
+                mtime_ns=int(data["mt"]),
+                user=data.get("U"),
+                group=data.get("G"),
+                size=int(data.get("s", 0)),
+                chunks=[raw_chunks[i : i + ID_BYTES] for i in range(0, len(raw_chunks), ID_BYTES)],
+                target=_raw(data["l"]) if "l" in data else None,
+                link=_raw(data["h"]) if "h" in data else None,
+                rdev=int(data.get("r", 0)),
+            )
+        except (ValueError, KeyError, TypeError, UnicodeError) as exc:
+            raise RepositoryDamaged(f"the manifest has a malformed entry ({exc})") from exc
+        if entry.type not in TYPES:
+            raise RepositoryDamaged(f"the manifest has an entry of unknown type {entry.type!r}")
+        return entry
+
+
+class ManifestWriter:
+    """Writes entries to a temporary file, to be chunked and stored once the walk is done."""
+
+    def __init__(self, tmpdir: str) -> None:
+        self.file = tempfile.TemporaryFile(dir=tmpdir, prefix="manifest-")  # noqa: SIM115
+        self.entries = 0
+
+    def write(self, entry: Entry) -> None:
+        self.file.write(entry.to_line())
+        self.entries += 1
+
+    def finish(self) -> Any:
+        """The file, rewound, for the chunker; the caller closes it."""
+        self.file.flush()
+        self.file.seek(0)
+        return self.file
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def read_manifest(
+    chunk_ids: Iterable[bytes], read_chunk: Callable[[bytes], bytes]
+) -> Iterator[Entry]:
+    """Yield the entries stored in ``chunk_ids``, fetching one chunk at a time."""
+    rest = b""
+    for chunk_id in chunk_ids:
+        lines = (rest + read_chunk(chunk_id)).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            yield Entry.from_line(line)
+    if rest:
+        raise RepositoryDamaged("the manifest ends in the middle of an entry")
+
+
+def entry_path(root: str | bytes, relative: bytes) -> bytes:
+    root_bytes = os.fsencode(root)
+    return root_bytes if relative == b"." else os.path.join(root_bytes, relative)

@@ -1,0 +1,114 @@
+"""Naming and framing of stored objects.
+
+Every stored object but the config starts with a preamble naming the format version, the kind of
+object and the transforms applied to its blobs, so reading never depends on today's configuration::
+
+    b"SPARE" | version (u8) | kind (u8) | count (u8) | count x (length (u8) | ascii name)
+
+Object keys carry no user data: ``config``, ``lock``, ``packs/<2 hex>/<sha256 of the pack>``,
+``index/<sha256 of the object>`` and ``snapshots/<random hex>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from spare.errors import RepositoryDamaged
+
+MAGIC = b"SPARE"
+FORMAT_VERSION = 1
+
+KIND_PACK = 1
+KIND_INDEX = 2
+KIND_SNAPSHOT = 3
+KIND_LOCK = 4
+
+CONFIG_KEY = "config"
+PACKS = "packs/"
+INDEX = "index/"
+SNAPSHOTS = "snapshots/"
+
+_PACK_KEY = re.compile(r"^packs/([0-9a-f]{2})/([0-9a-f]{64})$")
+_INDEX_KEY = re.compile(r"^index/([0-9a-f]{64})$")
+_SNAPSHOT_KEY = re.compile(r"^snapshots/([0-9a-f]{32})$")
+
+#: One blob in a pack: chunk id, offset in the pack, stored length, plaintext length.
+BLOB_RECORD = struct.Struct(">32sIII")
+
+
+@dataclass(frozen=True)
+class BlobRecord:
+    chunk_id: bytes
+    offset: int
+    length: int
+    size: int
+
+    def pack(self) -> bytes:
+        return BLOB_RECORD.pack(self.chunk_id, self.offset, self.length, self.size)
+
+
+def pack_key(name: str) -> str:
+    return f"{PACKS}{name[:2]}/{name}"
+
+
+def index_key(name: str) -> str:
+    return f"{INDEX}{name}"
+
+
+def snapshot_key(name: str) -> str:
+    return f"{SNAPSHOTS}{name}"
+
+
+def pack_name(key: str) -> str | None:
+    match = _PACK_KEY.match(key)
+    return match.group(2) if match and match.group(1) == match.group(2)[:2] else None
+
+
+def index_name(key: str) -> str | None:
+    match = _INDEX_KEY.match(key)
+    return match.group(1) if match else None
+
+
+def snapshot_name(key: str) -> str | None:
+    match = _SNAPSHOT_KEY.match(key)
+    return match.group(1) if match else None
+
+
+def content_name(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def preamble(kind: int, transforms: Sequence[str]) -> bytes:
+    out = bytearray(MAGIC)
+    out += bytes((FORMAT_VERSION, kind, len(transforms)))
+    for name in transforms:
+        raw = name.encode("ascii")
+        out += bytes((len(raw),)) + raw
+    return bytes(out)
+
+
+def parse_preamble(data: bytes, kind: int) -> tuple[list[str], int]:
+    """The transform names and the offset where the body starts; checks magic, version and kind."""
+    if data[: len(MAGIC)] != MAGIC or len(data) < len(MAGIC) + 3:
+        raise RepositoryDamaged("a stored object is not a spare object (bad magic)")
+    version, found_kind, count = data[len(MAGIC) : len(MAGIC) + 3]
+    if version != FORMAT_VERSION:
+        raise RepositoryDamaged(
+            f"a stored object has format version {version}; this spare reads version "
+            f"{FORMAT_VERSION}: upgrade spare"
+        )
+    if found_kind != kind:
+        raise RepositoryDamaged(f"a stored object is of kind {found_kind}, expected {kind}")
+    pos = len(MAGIC) + 3
+    names = []
+    for _ in range(count):
+        if pos >= len(data):
+            raise RepositoryDamaged("a stored object's preamble is truncated")
+        length = data[pos]
+        names.append(data[pos + 1 : pos + 1 + length].decode("ascii", "replace"))
+        pos += 1 + length
+    return names, pos

@@ -1,0 +1,195 @@
+"""Pack objects: many encoded chunks in one object, with an encrypted list of them at the end.
+
+Layout::
+
+    preamble (kind pack, the transforms of every blob)
+    blob 0 | blob 1 | ... | blob n-1
+    trailer: the blob records, encoded with the same transforms (context b"pack trailer")
+    trailer length (u32, big endian)
+
+A pack is named by the SHA-256 of its bytes, so ``verify`` can check it whole before decoding it,
+and the index can always be rebuilt from the packs alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import struct
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from spare.errors import RepositoryDamaged
+from spare.repository.cache import PackInfo
+from spare.repository.objects import (
+    BLOB_RECORD,
+    KIND_PACK,
+    BlobRecord,
+    pack_key,
+    parse_preamble,
+    preamble,
+)
+from spare.storage import Storage
+from spare.transform import TransformChain
+
+TRAILER_CONTEXT = b"pack trailer"
+TRAILER_LENGTH = struct.Struct(">I")
+
+
+def blob_context(chunk_id: bytes) -> bytes:
+    return b"blob " + chunk_id
+
+
+def encode_records(records: list[BlobRecord]) -> bytes:
+    return b"".join(record.pack() for record in records)
+
+
+def decode_records(data: bytes) -> list[BlobRecord]:
+    if len(data) % BLOB_RECORD.size:
+        raise RepositoryDamaged("a pack trailer has a bad length")
+    return [BlobRecord(*fields) for fields in BLOB_RECORD.iter_unpack(data)]
+
+
+@dataclass
+class FinishedPack:
+    info: PackInfo
+    path: str
+
+
+class PackWriter:
+    """Collects encoded blobs into a temporary file; hands each full pack to ``on_full``."""
+
+    def __init__(
+        self,
+        chain: TransformChain,
+        target_size: int,
+        tmpdir: str,
+        on_full: Callable[[FinishedPack], None],
+    ) -> None:
+        self.chain = chain
+        self.target_size = target_size
+        self.tmpdir = tmpdir
+        self.on_full = on_full
+        self._file: tempfile._TemporaryFileWrapper[bytes] | None = None
+        self._records: list[BlobRecord] = []
+        self._pending: set[bytes] = set()
+
+    def __contains__(self, chunk_id: bytes) -> bool:
+        """Whether the chunk sits in the pack being filled (not yet in the cache)."""
+        return chunk_id in self._pending
+
+    def add(self, chunk_id: bytes, blob: bytes, size: int) -> None:
+        if self._file is None:
+            self._file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - handed on when full
+                dir=self.tmpdir, prefix="pack-", delete=False
+            )
+            self._hash = hashlib.sha256()
+            self._offset = 0
+            self._write(preamble(KIND_PACK, self.chain.names))
+        self._records.append(BlobRecord(chunk_id, self._offset, len(blob), size))
+        self._pending.add(chunk_id)
+        self._write(blob)
+        if self._offset >= self.target_size:
+            self.flush()
+
+    def _write(self, data: bytes) -> None:
+        assert self._file is not None
+        self._file.write(data)
+        self._hash.update(data)
+        self._offset += len(data)
+
+    def flush(self) -> None:
+        """Finish the pack being filled, if any."""
+        if self._file is None:
+            return
+        trailer = self.chain.encode(encode_records(self._records), TRAILER_CONTEXT)
+        self._write(trailer + TRAILER_LENGTH.pack(len(trailer)))
+        self._file.close()
+        info = PackInfo(
+            self._hash.hexdigest(), tuple(self.chain.names), self._offset, tuple(self._records)
+        )
+        finished = FinishedPack(info, self._file.name)
+        self._file = None
+        self._records = []
+        self._pending = set()
+        self.on_full(finished)
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            os.unlink(self._file.name)
+            self._file = None
+
+
+class Uploader:
+    """Uploads finished packs in one background thread, so network time overlaps compression.
+
+    At most one pack waits while one is in flight, which bounds memory. An upload error is raised
+    in the caller's thread at its next call.
+    """
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._queue: queue.Queue[FinishedPack | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self.uploaded_bytes = 0
+        self._thread = threading.Thread(target=self._run, name="spare-uploader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (pack := self._queue.get()) is not None:
+            try:
+                if self._error is None:
+                    with open(pack.path, "rb") as file:
+                        data = file.read()
+                    self.storage.put(pack_key(pack.info.name), data)
+                    self.uploaded_bytes += len(data)
+            except BaseException as exc:  # handed to the main thread
+                self._error = exc
+            finally:
+                os.unlink(pack.path)
+
+    def submit(self, pack: FinishedPack) -> None:
+        self.raise_if_failed()
+        self._queue.put(pack)
+
+    def raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def close(self, timeout: float | None = None) -> None:
+        """Wait for the uploads in flight (the one being sent finishes whole)."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self.raise_if_failed()
+
+
+def read_pack(
+    data: bytes, name: str, registry_chain: Callable[[list[str]], TransformChain]
+) -> tuple[TransformChain, list[BlobRecord]]:
+    """Parse a whole pack: its transform chain and blob records. Checks its name first."""
+    if hashlib.sha256(data).hexdigest() != name:
+        raise RepositoryDamaged(f"pack {name} does not match its checksum")
+    names, _ = parse_preamble(data, KIND_PACK)
+    chain = registry_chain(names)
+    return chain, parse_trailer(data, chain)
+
+
+def parse_trailer(tail: bytes, chain: TransformChain) -> list[BlobRecord]:
+    """The blob records from the end of a pack (``tail`` is any suffix holding the trailer)."""
+    if len(tail) < TRAILER_LENGTH.size:
+        raise RepositoryDamaged("a pack is truncated")
+    (length,) = TRAILER_LENGTH.unpack(tail[-TRAILER_LENGTH.size :])
+    if length + TRAILER_LENGTH.size > len(tail):
+        raise RepositoryDamaged("a pack trailer is truncated")
+    trailer = tail[-TRAILER_LENGTH.size - length : -TRAILER_LENGTH.size]
+    return decode_records(chain.decode(trailer, TRAILER_CONTEXT))
+
+
+def trailer_size(tail: bytes) -> int:
+    """How many bytes from the end of a pack hold its trailer and its length."""
+    (length,) = TRAILER_LENGTH.unpack(tail[-TRAILER_LENGTH.size :])
+    return length + TRAILER_LENGTH.size

@@ -1,0 +1,160 @@
+"""Writing chunks into packs, and pruning what the newest snapshot does not need."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pyfastcdc
+
+from spare.repository import objects
+from spare.repository.packs import FinishedPack, PackWriter, Uploader
+from spare.repository.repo import Repository, Snapshot
+
+log = logging.getLogger(__name__)
+
+#: Default pack size: big enough that small files do not cost a PUT each, small enough for memory.
+PACK_SIZE = 8 << 20
+
+#: Packs whose live blobs are fewer than this share of their bytes are repacked by the prune.
+REPACK_BELOW = 0.5
+
+#: Index objects beyond this number are merged by the prune.
+MAX_INDEX_OBJECTS = 8
+
+
+@dataclass
+class WriteStats:
+    chunks: int = 0
+    new_chunks: int = 0
+    new_bytes: int = 0
+    stored_bytes: int = 0
+
+
+class ChunkStore:
+    """Stores each chunk once: dedup against the cache and the open pack, then pack and upload."""
+
+    def __init__(self, repo: Repository, pack_size: int = PACK_SIZE) -> None:
+        self.repo = repo
+        self.stats = WriteStats()
+        self.tmpdir = tempfile.mkdtemp(prefix="tmp-", dir=repo.cache_dir)
+        self.uploader = Uploader(repo.storage)
+        self.packs = PackWriter(repo.chain, pack_size, self.tmpdir, self._pack_full)
+        chunker = repo.config["chunker"]
+        self.cdc = pyfastcdc.FastCDC(
+            chunker["avg"],
+            min_size=chunker["min"],
+            max_size=chunker["max"],
+            seed=repo.keys.chunker_seed,
+        )
+
+    def _pack_full(self, pack: FinishedPack) -> None:
+        self.repo.cache.add_pack(pack.info, indexed_in=None)
+        self.uploader.submit(pack)
+
+    def store(self, data: bytes | memoryview) -> bytes:
+        """The id of ``data``, stored if it was not yet."""
+        chunk_id = self.repo.keys.chunk_id(data)
+        self.stats.chunks += 1
+        if chunk_id in self.packs or self.repo.cache.has_chunk(chunk_id):
+            return chunk_id
+        blob = self.repo.chain.encode(bytes(data), b"blob " + chunk_id)
+        self.packs.add(chunk_id, blob, len(data))
+        self.stats.new_chunks += 1
+        self.stats.new_bytes += len(data)
+        self.stats.stored_bytes += len(blob)
+        return chunk_id
+
+    def store_stream(self, stream: Any) -> list[bytes]:
+        """Cut a readable binary stream into content-defined chunks and store each."""
+        return [self.store(chunk.data) for chunk in self.cdc.cut_stream(stream)]
+
+    def store_raw(self, chunk_id: bytes, blob: bytes, size: int) -> None:
+        """Store an already encoded blob (the prune's repacking copies blobs unchanged)."""
+        self.packs.add(chunk_id, blob, size)
+
+    def finish(self) -> None:
+        """Flush the last pack and wait until every upload has finished."""
+        self.packs.flush()
+        self.uploader.close()
+
+    def abandon(self) -> None:
+        """On interruption: the upload in flight finishes whole (bounded), nothing new starts."""
+        self.packs.discard()
+        try:
+            self.uploader.close(timeout=30)
+        except Exception as exc:  # the run is failing already; the next one re-uploads
+            log.debug("upload after interruption failed: %s", exc)
+
+
+def prune(repo: Repository, keep_snapshot: Snapshot, pack_size: int = PACK_SIZE) -> dict[str, int]:
+    """Delete everything ``keep_snapshot`` does not need; its chunks must be in the live table.
+
+    Runs after the snapshot is stored. Partly used packs are repacked (encoded blobs copied as
+    they are), index objects that name dropped packs are rewritten, then old snapshots, dead
+    packs, stale index objects and foreign objects are deleted, in that order: a crash at any
+    point leaves ``keep_snapshot`` whole.
+    """
+    cache = repo.cache
+    cache.begin()
+    dead: set[str] = set()
+    sparse: list[str] = []
+    usage = list(cache.pack_usage())
+    for pack, live, total in usage:
+        if not live:
+            dead.add(pack)
+        elif live < total * REPACK_BELOW:
+            sparse.append(pack)
+    # A pack whose every chunk is found in another pack holds nothing of its own.
+    dead |= cache.pack_names() - {pack for pack, _, _ in usage}
+    repacked = _repack(repo, sparse, pack_size)
+    dead |= set(repacked)
+
+    stale_indexes = {
+        name for name in cache.index_names() if set(cache.packs_indexed_in(name)) & dead
+    }
+    sizes = cache.index_sizes()
+    if len(sizes) > MAX_INDEX_OBJECTS:
+        stale_indexes |= {name for name, blobs in sizes.items() if blobs < 65536 // 2}
+    movers = [
+        pack for name in stale_indexes for pack in cache.packs_indexed_in(name) if pack not in dead
+    ]
+    for name in stale_indexes:
+        cache.remove_index(name)
+    cache.remove_packs(dead)
+    repo.write_index(sorted(set(movers) | set(cache.unindexed_packs())))
+    cache.commit()
+
+    keep = {objects.CONFIG_KEY, "lock", objects.snapshot_key(keep_snapshot.name)}
+    keep |= {objects.pack_key(pack) for pack in cache.pack_names()}
+    keep |= {objects.index_key(name) for name in cache.index_names()}
+    doomed = [info.key for info in repo.storage.list() if info.key not in keep]
+    # Snapshots first: once the old root is gone nothing can point at what follows.
+    doomed.sort(key=lambda key: (not key.startswith(objects.SNAPSHOTS), key))
+    repo.storage.delete(doomed)
+    return {"deleted_objects": len(doomed), "repacked": len(repacked)}
+
+
+def _repack(repo: Repository, packs: Iterable[str], pack_size: int) -> list[str]:
+    """Copy the live blobs of ``packs`` into new packs; returns the packs now emptied."""
+    done: list[str] = []
+    store: ChunkStore | None = None
+    for pack in packs:
+        info = repo.cache.pack_info(pack)
+        if list(info.transforms) != repo.chain.names:
+            continue  # written with other transforms: leave it, a later change may repack it
+        if store is None:
+            store = ChunkStore(repo, pack_size)
+        data = repo.storage.get(objects.pack_key(pack))
+        if objects.content_name(data) != pack:
+            log.warning("pack %s is damaged; not repacking it (run 'spare verify')", pack)
+            continue
+        for blob in repo.cache.live_blobs(pack):
+            store.store_raw(blob.chunk_id, data[blob.offset : blob.offset + blob.length], blob.size)
+        done.append(pack)
+    if store is not None:
+        store.finish()
+    return done

@@ -1,0 +1,190 @@
+"""The storage contract the core sees, the wrapper that retries it, and endpoint parsing.
+
+A storage object is bound to one bucket and stores opaque byte strings under ``/``-separated keys.
+Keys are ASCII: the core never names an object after user data.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+from spare.errors import StorageTransient, UsageError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StorageLocation:
+    """Where a bucket lives: what a storage factory gets.
+
+    ``scheme`` picks the backend (``s3``, ``file``, ``memory``, any other fsspec protocol);
+    ``url`` is the endpoint (``https://host:port`` for S3, ``/var/backups`` for ``file``).
+    """
+
+    scheme: str
+    url: str
+    bucket: str
+    access_key: str | None = None
+    secret_key: str | None = None
+
+    def describe(self) -> str:
+        return (
+            f"bucket {self.bucket!r} at {self.scheme}:{self.url}"
+            if self.url
+            else (f"bucket {self.bucket!r} at {self.scheme}:")
+        )
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+class Storage(abc.ABC):
+    """One bucket. Implementations translate their own errors into :mod:`spare.errors`.
+
+    Every method MUST raise :class:`~spare.errors.StorageUnreachable`,
+    :class:`~spare.errors.AccessDenied` or :class:`~spare.errors.StorageTransient` (the last one is
+    retried by the core) for the failures those names describe, raised ``from`` the original.
+    """
+
+    #: True when :meth:`create` is atomic across processes and hosts (a conditional write).
+    atomic_create: bool = False
+
+    @abc.abstractmethod
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist; MUST succeed when it exists already."""
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``, replacing what was there.
+
+        MUST be all or nothing: a reader sees the old object, no object, or all of ``data``; an
+        interrupted put never leaves a partial object under ``key``.
+        """
+
+    @abc.abstractmethod
+    def create(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` only if no object is there.
+
+        MUST raise :class:`~spare.errors.ObjectExists` when ``key`` exists. When
+        :attr:`atomic_create` is true, of several concurrent creators exactly one MUST succeed.
+        """
+
+    @abc.abstractmethod
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        """Return the object's bytes, or those in ``[start, end)``.
+
+        MUST raise :class:`~spare.errors.ObjectNotFound` when ``key`` does not exist. A range past
+        the end is cut at the end.
+        """
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Yield every object whose key starts with ``prefix`` (empty, or ending in ``/``).
+
+        MUST reflect writes made by other processes before the call (no listing caches), and MUST
+        page through listings of any length.
+        """
+
+    @abc.abstractmethod
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete the objects; keys that do not exist MUST be ignored."""
+
+    def close(self) -> None:  # noqa: B027 - optional for backends that hold nothing
+        """Release connections; the storage is not used afterwards."""
+
+
+class RetryingStorage(Storage):
+    """Wraps a storage and retries :class:`StorageTransient` failures with exponential backoff."""
+
+    def __init__(self, inner: Storage, attempts: int = 5, first_delay: float = 0.5) -> None:
+        self.inner = inner
+        self.attempts = attempts
+        self.first_delay = first_delay
+        self.atomic_create = inner.atomic_create
+
+    def _retry(self, what: str, call: Callable[[], T]) -> T:
+        delay = self.first_delay
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return call()
+            except StorageTransient as exc:
+                if attempt == self.attempts:
+                    raise
+                log.warning("%s failed (%s), retrying in %.1f s", what, exc, delay)
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def ensure_bucket(self) -> None:
+        self._retry("creating the bucket", self.inner.ensure_bucket)
+
+    def put(self, key: str, data: bytes) -> None:
+        self._retry(f"storing {key}", lambda: self.inner.put(key, data))
+
+    def create(self, key: str, data: bytes) -> None:
+        self._retry(f"creating {key}", lambda: self.inner.create(key, data))
+
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        return self._retry(f"reading {key}", lambda: self.inner.get(key, start, end))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        # A listing is retried whole: half a listing must never pass for a whole one.
+        return iter(
+            self._retry(f"listing {prefix or 'the bucket'}", lambda: [*self.inner.list(prefix)])
+        )
+
+    def delete(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        self._retry("deleting objects", lambda: self.inner.delete(keys))
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def parse_endpoint(
+    endpoint: str | None, bucket: str | None, access_key: str | None, secret_key: str | None
+) -> StorageLocation:
+    """Turn the user's ``--endpoint`` and ``--bucket`` into a :class:`StorageLocation`.
+
+    ``host``, ``host:port`` and ``http(s)://host[:port]`` mean S3 (plain hosts use https);
+    ``file:///dir`` is a local directory; any other ``scheme://rest`` names a storage plugin.
+    """
+    if not endpoint:
+        raise UsageError(
+            "no endpoint given: use --endpoint or SPARE_ENDPOINT "
+            "(e.g. file:///var/backups or s3.example.org)"
+        )
+    if not bucket:
+        raise UsageError("no bucket given: use --bucket or SPARE_BUCKET")
+    if "/" in bucket or bucket in (".", "..") or not bucket.isprintable():
+        raise UsageError(f"bad bucket name {bucket!r}: use letters, digits, dots and dashes")
+    if "://" in endpoint:
+        scheme, _, rest = endpoint.partition("://")
+        scheme = scheme.lower()
+        if scheme in ("http", "https"):
+            return StorageLocation(
+                "s3", f"{scheme}://{rest.rstrip('/')}", bucket, access_key, secret_key
+            )
+        if scheme == "file":
+            if not rest.startswith("/"):
+                raise UsageError(
+                    f"bad endpoint {endpoint!r}: a local directory is given as "
+                    "file:///absolute/path"
+                )
+            return StorageLocation("file", rest.rstrip("/") or "/", bucket)
+        return StorageLocation(scheme, rest, bucket, access_key, secret_key)
+    if "/" in endpoint or not endpoint.strip():
+        raise UsageError(
+            f"bad endpoint {endpoint!r}: give host, host:port, https://host:port or file:///path"
+        )
+    return StorageLocation("s3", f"https://{endpoint}", bucket, access_key, secret_key)

@@ -1,0 +1,63 @@
+"""Reversible byte transforms (compression, encryption) and the chain that applies them in order."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from spare.errors import RepositoryDamaged
+
+if TYPE_CHECKING:
+    from spare.keys import KeyRing
+    from spare.registry import TransformRegistry
+
+
+class IntegrityError(RepositoryDamaged):
+    """Stored bytes failed to decode: tampered with, truncated or damaged."""
+
+
+class Transform(abc.ABC):
+    """A reversible transform of one stored blob.
+
+    ``context`` names what the bytes are (a chunk id, "snapshot", ...); encrypting transforms MUST
+    authenticate it, so that a blob cannot be passed off as another. :meth:`decode` MUST raise
+    :class:`IntegrityError` for input that :meth:`encode` did not produce with the same key and
+    context.
+    """
+
+    #: Written into every object; frozen once released.
+    name: str
+
+    @abc.abstractmethod
+    def encode(self, data: bytes, context: bytes) -> bytes: ...
+
+    @abc.abstractmethod
+    def decode(self, data: bytes, context: bytes) -> bytes: ...
+
+
+class TransformChain:
+    """Transforms applied in order on the way in, in reverse order on the way out."""
+
+    def __init__(self, transforms: Sequence[Transform]) -> None:
+        self.transforms = list(transforms)
+
+    @property
+    def names(self) -> list[str]:
+        return [transform.name for transform in self.transforms]
+
+    @classmethod
+    def from_names(
+        cls, names: Sequence[str], registry: TransformRegistry, keys: KeyRing
+    ) -> TransformChain:
+        return cls([registry.get(name)(keys) for name in names])
+
+    def encode(self, data: bytes, context: bytes) -> bytes:
+        for transform in self.transforms:
+            data = transform.encode(data, context)
+        return data
+
+    def decode(self, data: bytes, context: bytes) -> bytes:
+        for transform in reversed(self.transforms):
+            data = transform.decode(data, context)
+        return data

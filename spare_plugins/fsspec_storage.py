@@ -1,0 +1,236 @@
+"""Storage through fsspec: S3 (s3fs) for every S3-compatible endpoint, local directories, memory.
+
+fsspec's large API stays in this module; the core sees :class:`spare.storage.Storage` only. Which
+backends can create an object atomically is known here, per protocol, because fsspec's generic
+``mode="create"`` is a check-then-write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+import fsspec
+
+from spare.errors import (
+    AccessDenied,
+    ObjectExists,
+    ObjectNotFound,
+    StorageError,
+    StorageTransient,
+    StorageUnreachable,
+)
+from spare.hookspecs import hookimpl
+from spare.registry import StorageRegistry
+from spare.storage import ObjectInfo, Storage, StorageLocation
+
+T = TypeVar("T")
+
+# botocore gives up on a dead endpoint after these; the core's retry wrapper retries transient ones.
+S3_CONFIG = {"connect_timeout": 10, "read_timeout": 120, "retries": {"max_attempts": 3}}
+
+
+def _translate(exc: BaseException, what: str) -> StorageError:
+    """Map an fsspec/s3fs/botocore exception to spare's storage errors."""
+    name = type(exc).__name__
+    module = type(exc).__module__
+    text = str(exc) or name
+    if isinstance(exc, FileNotFoundError):
+        return ObjectNotFound(f"{what}: not found ({text})")
+    if isinstance(exc, FileExistsError):
+        return ObjectExists(f"{what}: already exists")
+    if isinstance(exc, PermissionError) or name in (
+        "NoCredentialsError",
+        "PartialCredentialsError",
+    ):
+        return AccessDenied(f"{what}: access denied ({text}); check the access and secret key")
+    if (module.startswith("botocore") and "Connect" in name) or isinstance(
+        exc, ConnectionRefusedError
+    ):
+        return StorageUnreachable(f"{what}: cannot reach the endpoint ({text})")
+    if isinstance(exc, TimeoutError | ConnectionError) or name in (
+        "ReadTimeoutError",
+        "ConnectTimeoutError",
+        "ServerDisconnectedError",
+        "ClientOSError",
+    ):
+        return StorageTransient(f"{what}: {text}")
+    if isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EBUSY, errno.EAGAIN):
+        return StorageTransient(f"{what}: {text}")
+    return StorageError(f"{what}: {text}")
+
+
+class FsspecStorage(Storage):
+    """One bucket as the directory ``root`` of an fsspec filesystem."""
+
+    def __init__(
+        self,
+        fs: fsspec.AbstractFileSystem,
+        root: str,
+        *,
+        atomic_create: bool,
+        make_root: Callable[[], None],
+    ) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.atomic_create = atomic_create
+        self._make_root = make_root
+        self._create_lock = threading.Lock()
+
+    def _path(self, key: str) -> str:
+        return f"{self.root}/{key}"
+
+    def _call(self, what: str, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, what) from exc
+
+    def ensure_bucket(self) -> None:
+        self._call(f"creating {self.root}", self._make_root)
+
+    def put(self, key: str, data: bytes) -> None:
+        self._call(f"storing {key}", lambda: self.fs.pipe_file(self._path(key), data))
+
+    def create(self, key: str, data: bytes) -> None:
+        def create() -> None:
+            with self._create_lock:  # makes the memory backend atomic within its one process
+                self.fs.pipe_file(self._path(key), data, mode="create")
+
+        self._call(f"creating {key}", create)
+
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        return self._call(
+            f"reading {key}", lambda: self.fs.cat_file(self._path(key), start=start, end=end)
+        )
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        def listing() -> list[ObjectInfo]:
+            try:
+                found = self.fs.find(self._path(prefix).rstrip("/"), detail=True)
+            except FileNotFoundError:
+                return []
+            return [
+                ObjectInfo(_relative(name, self.root), int(info.get("size") or 0))
+                for name, info in found.items()
+                if info.get("type") != "directory"
+            ]
+
+        return iter(self._call(f"listing {self.root}", listing))
+
+    def delete(self, keys: Iterable[str]) -> None:
+        paths = [self._path(key) for key in keys]
+        if not paths:
+            return
+        self._call("deleting objects", lambda: self._delete(paths))
+
+    def _delete(self, paths: list[str]) -> None:
+        try:
+            self.fs.rm(paths)
+        except FileNotFoundError:
+            for path in paths:  # some backends refuse the whole batch for one missing key
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm_file(path)
+
+
+def _relative(name: str, root: str) -> str:
+    name = name.lstrip("/")
+    root = root.lstrip("/")
+    return name[len(root) + 1 :] if name.startswith(root + "/") else name
+
+
+class LocalStorage(FsspecStorage):
+    """A bucket as a local directory; puts go through a temporary name and a rename."""
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+
+        def put() -> None:
+            self.fs.pipe_file(tmp, data)
+            try:
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+
+        self._call(f"storing {key}", put)
+
+    def create(self, key: str, data: bytes) -> None:
+        # link(2) of a fully written temporary file is atomic and fails when the name exists.
+        path = self._path(key)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+
+        def create() -> None:
+            self.fs.pipe_file(tmp, data)
+            try:
+                os.link(tmp, path)
+            finally:
+                os.unlink(tmp)
+
+        self._call(f"creating {key}", create)
+
+
+def make_s3(location: StorageLocation) -> Storage:
+    import s3fs  # costs ~47 MiB of RSS: imported only when an S3 endpoint is used
+
+    fs = s3fs.S3FileSystem(
+        key=location.access_key,
+        secret=location.secret_key,
+        endpoint_url=location.url,
+        skip_instance_cache=True,
+        use_listings_cache=False,
+        config_kwargs={**S3_CONFIG, "s3": {"addressing_style": "path"}},
+    )
+    bucket = location.bucket
+
+    def make_bucket() -> None:
+        if fs.exists(bucket):
+            return
+        with contextlib.suppress(FileExistsError):  # created meanwhile
+            fs.mkdir(bucket)  # no region: custom endpoints refuse a LocationConstraint
+
+    return FsspecStorage(fs, bucket, atomic_create=True, make_root=make_bucket)
+
+
+def make_local(location: StorageLocation) -> Storage:
+    fs = fsspec.filesystem("file", auto_mkdir=True, skip_instance_cache=True)
+    root = os.path.join(location.url, location.bucket)
+    return LocalStorage(
+        fs, root, atomic_create=True, make_root=lambda: os.makedirs(root, exist_ok=True)
+    )
+
+
+def make_memory(location: StorageLocation) -> Storage:
+    fs = fsspec.filesystem("memory")
+    root = f"/{location.url.strip('/')}/{location.bucket}".replace("//", "/")
+    return FsspecStorage(
+        fs, root, atomic_create=True, make_root=lambda: fs.makedirs(root, exist_ok=True)
+    )
+
+
+def make_generic(location: StorageLocation) -> Storage:
+    """Any other fsspec protocol: works, but without an atomic create (the lock refuses it)."""
+    options: dict[str, Any] = {"skip_instance_cache": True}
+    fs = fsspec.filesystem(location.scheme, **options)
+    root = f"{location.url.rstrip('/')}/{location.bucket}"
+    return FsspecStorage(
+        fs, root, atomic_create=False, make_root=lambda: fs.makedirs(root, exist_ok=True)
+    )
+
+
+@hookimpl(trylast=True)
+def spare_register_storages(registry: StorageRegistry) -> None:
+    registry.add_storage("s3", make_s3)
+    registry.add_storage("file", make_local)
+    registry.add_storage("memory", make_memory)
+    for protocol in fsspec.available_protocols():
+        if protocol not in ("s3", "s3a", "file", "local", "memory"):
+            registry.add_storage(protocol, make_generic, fallback=True)

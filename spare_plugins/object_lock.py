@@ -1,0 +1,45 @@
+"""The default lock: one object created with a conditional write (``If-None-Match: *`` on S3)."""
+
+from __future__ import annotations
+
+from spare.errors import ObjectExists, ObjectNotFound, UsageError
+from spare.hookspecs import hookimpl
+from spare.lock import Lock, LockHeld
+from spare.registry import LockRegistry
+from spare.storage import Storage
+
+LOCK_KEY = "lock"
+
+
+class ObjectLock(Lock):
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def acquire(self, payload: bytes) -> None:
+        if not self.storage.atomic_create:
+            raise UsageError(
+                "this storage cannot create an object atomically, so spare cannot lock it safely; "
+                "use an S3 endpoint or a local directory"
+            )
+        try:
+            self.storage.create(LOCK_KEY, payload)
+        except ObjectExists:
+            raise LockHeld(self.read()) from None
+
+    def read(self) -> bytes | None:
+        try:
+            return self.storage.get(LOCK_KEY)
+        except ObjectNotFound:
+            return None
+
+    def release(self, payload: bytes) -> None:
+        if self.read() == payload:
+            self.storage.delete([LOCK_KEY])
+
+    def clear(self) -> None:
+        self.storage.delete([LOCK_KEY])
+
+
+@hookimpl
+def spare_register_locks(registry: LockRegistry) -> None:
+    registry.add_lock("object", ObjectLock)

@@ -1,0 +1,445 @@
+"""What the end-to-end suite needs to drive spare like a sysadmin does and to look into a bucket.
+
+Spare is always run as a real process (``python -m spare``): exit codes, signal handling, stderr
+and locking are part of the contract and only a real process shows them. Buckets are read behind
+spare's back (the file system or boto3), never through spare's own storage code, so a bug there
+cannot hide itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Where the repository keeps its kinds of objects; the tests only look at these prefixes to
+# tell data (packs) from the commit point (snapshots).
+PACKS = "packs/"
+SNAPSHOTS = "snapshots/"
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_WRONG_PASSWORD = 4
+EXIT_FOREIGN_BUCKET = 5
+EXIT_IDENTITY = 6
+EXIT_LOCKED = 7
+EXIT_SOURCE = 8
+EXIT_TARGET_NOT_EMPTY = 9
+EXIT_UNREACHABLE = 10
+EXIT_ACCESS_DENIED = 11
+EXIT_VERIFY_FAILED = 12
+EXIT_NO_SNAPSHOT = 15
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the kernel picks it: no fixed ports)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` seconds pass; say whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+# --------------------------------------------------------------------------------------------
+# Running spare
+# --------------------------------------------------------------------------------------------
+
+
+class SpareResult(subprocess.CompletedProcess[str]):
+    """A finished spare run; ``pid`` is kept because a lock must name the process holding it."""
+
+    def __init__(
+        self, args: Sequence[str], returncode: int, stdout: str, stderr: str, pid: int
+    ) -> None:
+        super().__init__(list(args), returncode, stdout, stderr)
+        self.pid = pid
+
+
+def describe(result: subprocess.CompletedProcess[str]) -> str:
+    """Everything needed to understand a failed assertion about a run, in one message."""
+    return (
+        f"command: {' '.join(map(str, result.args))}\n"
+        f"exit code: {result.returncode}\n"
+        f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
+    )
+
+
+def clean_env(extra: Mapping[str, str], cache_dir: Path) -> dict[str, str]:
+    """The environment of a spare run: ours minus every SPARE_* and AWS_* variable, plus ``extra``.
+
+    Inherited SPARE_* or AWS_* variables (a developer's real credentials, say) would make runs
+    depend on who runs the suite. The cache goes to a per-test directory so that no test sees
+    another's cache. The checkout goes first on PYTHONPATH so the suite also runs uninstalled.
+    """
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("SPARE_", "AWS_"))
+    }
+    pythonpath = [str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])]
+    env["PYTHONPATH"] = os.pathsep.join(pythonpath)
+    env["SPARE_CACHE_DIR"] = str(cache_dir)
+    env["XDG_CACHE_HOME"] = str(cache_dir.parent / "xdg-cache")
+    env.update(extra)
+    return env
+
+
+@dataclass
+class SpareRunner:
+    """Runs ``python -m spare`` as a child process with a clean environment and its own cache."""
+
+    cache_dir: Path
+    default_timeout: float = 120.0
+
+    def command(self, args: Iterable[str], prefix: Sequence[str] = ()) -> list[str]:
+        return [*prefix, sys.executable, "-m", "spare", *map(str, args)]
+
+    def __call__(
+        self,
+        *args: str | os.PathLike[str],
+        env: Mapping[str, str],
+        input: str | None = None,
+        timeout: float | None = None,
+        prefix: Sequence[str] = (),
+    ) -> SpareResult:
+        """Run spare to completion; ``prefix`` wraps the command (``unshare`` for a host name)."""
+        proc = self.popen(*args, env=env, prefix=prefix, stdin_data=input is not None)
+        return finish(proc, timeout or self.default_timeout, input)
+
+    def popen(
+        self,
+        *args: str | os.PathLike[str],
+        env: Mapping[str, str],
+        prefix: Sequence[str] = (),
+        stdin_data: bool = False,
+    ) -> subprocess.Popen[str]:
+        """Start spare and return at once (signal and concurrency tests need the live process).
+
+        stdin is /dev/null unless data is to be sent, so that spare can never sit waiting for a
+        password typed on a terminal.
+        """
+        return subprocess.Popen(
+            self.command(map(str, args), prefix),
+            env=clean_env(env, self.cache_dir),
+            stdin=subprocess.PIPE if stdin_data else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+
+def finish(
+    proc: subprocess.Popen[str], timeout: float = 120.0, input: str | None = None
+) -> SpareResult:
+    """Collect a process started with :meth:`SpareRunner.popen`; a hung one fails the test."""
+    try:
+        stdout, stderr = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        raise AssertionError(
+            f"{' '.join(map(str, proc.args))} did not finish in {timeout} s\n"
+            f"--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+        ) from None
+    return SpareResult(proc.args, proc.returncode, stdout, stderr, proc.pid)
+
+
+def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
+    """The run succeeded, and did not print a traceback on the way."""
+    assert result.returncode == EXIT_OK, describe(result)
+    assert "Traceback" not in result.stderr, describe(result)
+
+
+def assert_error(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """The run failed the documented way: ``code``, one line on stderr, no traceback.
+
+    Returns that line so callers can check what it says.
+    """
+    assert result.returncode == code, describe(result)
+    assert "Traceback" not in result.stderr + result.stdout, describe(result)
+    lines = result.stderr.strip("\n").splitlines()
+    assert len(lines) == 1 and lines[0].strip(), (
+        f"expected exactly one line on stderr\n{describe(result)}"
+    )
+    return lines[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Buckets
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """An S3 endpoint: the suite's own moto server or the one named by SPARE_TEST_S3_URL."""
+
+    url: str
+    access_key: str
+    secret_key: str
+
+    def client(self, access_key: str | None = None, secret_key: str | None = None) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id=access_key or self.access_key,
+            aws_secret_access_key=secret_key or self.secret_key,
+            # A region for signing only; create_bucket never names one (moto refuses it).
+            region_name="us-east-1",
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 2},
+                connect_timeout=5,
+                read_timeout=30,
+            ),
+        )
+
+
+def wait_for_http(url: str, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """Block until ``url`` answers HTTP at all (any status will do), or fail loudly."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the S3 server exited early with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"the S3 server at {url} did not answer within {timeout} s")
+
+
+@dataclass
+class MotoProcess:
+    """moto's standalone S3 server in a child process: real HTTP, as spare meets in the field."""
+
+    log_path: Path
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    server: S3Server | None = None
+
+    def start(self) -> S3Server:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(self.extra_env)
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_http(url, self.proc, timeout=60)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(
+                f"{exc}; log:\n{self.log_path.read_text(errors='replace')}"
+            ) from None
+        # moto accepts any key unless IAM authentication is switched on: random ones prove
+        # nothing is hard-coded.
+        self.server = S3Server(url, "test-" + os.urandom(6).hex(), os.urandom(16).hex())
+        return self.server
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+class Backend:
+    """One fresh bucket of one storage kind, and a view of it that does not go through spare."""
+
+    kind: str
+    bucket: str
+    env: dict[str, str]
+
+    def objects(self) -> dict[str, bytes]:
+        """Every stored object, key -> bytes (an empty dict when the bucket does not exist)."""
+        raise NotImplementedError
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store an object behind spare's back, creating the bucket if needed."""
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def create_bucket(self) -> None:
+        """Make the bucket exist and be empty, as an administrator does before the first run."""
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        """Remove what the test stored (matters on a shared, real S3 endpoint)."""
+
+    def keys(self, prefix: str = "") -> set[str]:
+        return {key for key in self.objects() if key.startswith(prefix)}
+
+
+class FileBackend(Backend):
+    """``file:///dir``: each bucket is a subdirectory, each object a file under it."""
+
+    kind = "file"
+
+    def __init__(self, root: Path, bucket: str) -> None:
+        self.root = root
+        self.bucket = bucket
+        self.path = root / bucket
+        self.env = {
+            "SPARE_ENDPOINT": "file://" + str(root),
+            # Keys make no sense for a directory; set anyway, as a sysadmin's profile would.
+            "SPARE_ACCESS_KEY": "unused",
+            "SPARE_SECRET_KEY": "unused",
+            "SPARE_BUCKET": bucket,
+        }
+
+    def objects(self) -> dict[str, bytes]:
+        if not self.path.is_dir():
+            return {}
+        found = {}
+        for dirpath, _dirnames, filenames in os.walk(self.path):
+            for name in filenames:
+                full = Path(dirpath, name)
+                found[full.relative_to(self.path).as_posix()] = full.read_bytes()
+        return found
+
+    def put(self, key: str, data: bytes) -> None:
+        target = self.path / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+    def delete(self, key: str) -> None:
+        (self.path / key).unlink()
+
+    def create_bucket(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class S3Backend(Backend):
+    """A bucket on the S3 server, read and written with boto3 (path-style addressing)."""
+
+    kind = "s3"
+
+    def __init__(self, server: S3Server, bucket: str) -> None:
+        self.server = server
+        self.bucket = bucket
+        self.client = server.client()
+        self.env = {
+            "SPARE_ENDPOINT": server.url,
+            "SPARE_ACCESS_KEY": server.access_key,
+            "SPARE_SECRET_KEY": server.secret_key,
+            "SPARE_BUCKET": bucket,
+        }
+
+    def _bucket_exists(self) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchBucket"}:
+                return False
+            raise
+        return True
+
+    def _list_keys(self) -> list[str]:
+        if not self._bucket_exists():
+            return []
+        keys = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            keys.extend(item["Key"] for item in page.get("Contents", []))
+        return keys
+
+    def objects(self) -> dict[str, bytes]:
+        return {
+            key: self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            for key in self._list_keys()
+        }
+
+    def keys(self, prefix: str = "") -> set[str]:
+        return {key for key in self._list_keys() if key.startswith(prefix)}
+
+    def put(self, key: str, data: bytes) -> None:
+        self.create_bucket()
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def create_bucket(self) -> None:
+        if not self._bucket_exists():
+            self.client.create_bucket(Bucket=self.bucket)
+
+    def cleanup(self) -> None:
+        keys = self._list_keys()
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in chunk]}
+            )
+        if self._bucket_exists():
+            self.client.delete_bucket(Bucket=self.bucket)
+
+
+def stored_bytes(objects: Mapping[str, bytes], prefix: str = "") -> int:
+    """Total size of the objects whose key starts with ``prefix``."""
+    return sum(len(data) for key, data in objects.items() if key.startswith(prefix))
+
+
+def largest(objects: Mapping[str, bytes], prefix: str) -> str:
+    """The key of the largest object under ``prefix`` (the one most likely to hold file data)."""
+    candidates = {key: data for key, data in objects.items() if key.startswith(prefix)}
+    assert candidates, f"no object under {prefix!r}; stored: {sorted(objects)}"
+    return max(candidates, key=lambda key: len(candidates[key]))
+
+
+def hostname_prefix(name: str) -> list[str] | None:
+    """A command prefix that runs spare with host name ``name``, or None where that is impossible.
+
+    ``unshare --uts`` gives the child its own host name without touching the machine's; it needs
+    CAP_SYS_ADMIN (root in most CI containers). The prefix execs, so the pid stays spare's.
+    """
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    prefix = [unshare, "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', name]
+    probe = subprocess.run(
+        [*prefix, "hostname"], capture_output=True, text=True, timeout=30, check=False
+    )
+    if probe.returncode != 0 or probe.stdout.strip() != name:
+        return None
+    return prefix

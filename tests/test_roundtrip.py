@@ -1,0 +1,318 @@
+"""Back up and restore like a sysadmin: the restored tree must be the backed-up one, entry by entry.
+
+Also checks the storage promises of the README that only show across runs: a nightly run over an
+unchanged tree uploads nothing new, exactly one snapshot is kept, duplicated content is stored once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from harness import (
+    PACKS,
+    SNAPSHOTS,
+    Backend,
+    SpareRunner,
+    assert_ok,
+    stored_bytes,
+)
+from treeutil import (
+    MiB,
+    assert_trees_equal,
+    build_rich_tree,
+    set_odd_mtimes,
+    snapshot_tree,
+    write_file,
+)
+
+# Objects a run may write even when no data changed (snapshot root, index, marker...): well under
+# this. A pack of real data is several MiB.
+SMALL_METADATA = 64 * 1024
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    tree = tmp_path / "source"
+    build_rich_tree(tree)
+    return tree
+
+
+def test_restore_gives_back_the_tree(
+    backend: Backend, env: dict[str, str], run_spare: SpareRunner, source: Path, tmp_path: Path
+) -> None:
+    """Every entry comes back with its content, type, mode, owner, mtime, target and links."""
+    expected = snapshot_tree(source)
+    assert_ok(run_spare("create", "--path", source, env=env))
+
+    target = tmp_path / "restored"
+    target.mkdir()
+    assert_ok(run_spare("restore", "--path", target, env=env))
+
+    assert_trees_equal(expected, snapshot_tree(target))
+    # The source is only read.
+    assert_trees_equal(expected, snapshot_tree(source))
+
+
+def test_restore_into_a_new_directory(
+    file_backend: Backend, password: str, run_spare: SpareRunner, source: Path, tmp_path: Path
+) -> None:
+    """The README allows a target that does not exist yet (the usual case on a rebuilt host)."""
+    env = {**file_backend.env, "SPARE_PASSWORD": password}
+    expected = snapshot_tree(source)
+    assert_ok(run_spare("create", "--path", source, env=env))
+
+    target = tmp_path / "not" / "there" / "yet"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    assert_trees_equal(expected, snapshot_tree(target))
+
+
+def test_restore_with_a_fresh_cache(
+    file_backend: Backend, password: str, source: Path, tmp_path: Path
+) -> None:
+    """The cache is rebuildable: a restore on a new host (no cache at all) must work."""
+    env = {**file_backend.env, "SPARE_PASSWORD": password}
+    expected = snapshot_tree(source)
+    assert_ok(SpareRunner(tmp_path / "cache-of-old-host")("create", "--path", source, env=env))
+
+    target = tmp_path / "restored"
+    assert_ok(SpareRunner(tmp_path / "cache-of-new-host")("restore", "--path", target, env=env))
+    assert_trees_equal(expected, snapshot_tree(target))
+
+
+def test_unchanged_tree_uploads_nothing_new(
+    backend: Backend, env: dict[str, str], run_spare: SpareRunner, source: Path
+) -> None:
+    """The nightly run over an unchanged tree: every pack stays as it is, only metadata is new."""
+    assert_ok(run_spare("create", "--path", source, env=env))
+    before = backend.objects()
+    packs_before = {key: data for key, data in before.items() if key.startswith(PACKS)}
+    assert packs_before, f"expected objects under {PACKS}; stored: {sorted(before)}"
+
+    assert_ok(run_spare("create", "--path", source, env=env))
+    after = backend.objects()
+    packs_after = {key: data for key, data in after.items() if key.startswith(PACKS)}
+
+    assert packs_after == packs_before, (
+        f"packs changed on an unchanged tree: added {sorted(packs_after.keys() - packs_before)}, "
+        f"removed {sorted(packs_before.keys() - packs_after)}"
+    )
+    new_objects = {key: data for key, data in after.items() if before.get(key) != data}
+    assert stored_bytes(new_objects) < SMALL_METADATA, {
+        key: len(data) for key, data in new_objects.items()
+    }
+
+
+def test_changed_tree_restores_the_new_one_and_keeps_one_snapshot(
+    backend: Backend, env: dict[str, str], run_spare: SpareRunner, source: Path, tmp_path: Path
+) -> None:
+    """After a change, restore gives the new tree, and the old snapshot is gone from the bucket."""
+    assert_ok(run_spare("create", "--path", source, env=env))
+    assert len(backend.keys(SNAPSHOTS)) == 1, sorted(backend.keys())
+
+    (source / "data" / "random.bin").unlink()
+    shutil.rmtree(source / "docs" / "nested")
+    write_file(source / "tiny.txt", b"changed\n", 0o600)
+    write_file(source / "new-dir" / "new-file.bin", os.urandom(MiB), 0o644)
+    os.symlink("new-dir/new-file.bin", source / "new-link")
+    os.chmod(source / "bin" / "tool.sh", 0o700)
+    set_odd_mtimes(source)
+    expected = snapshot_tree(source)
+
+    assert_ok(run_spare("create", "--path", source, env=env))
+    snapshots = backend.keys(SNAPSHOTS)
+    assert len(snapshots) == 1, f"expected exactly one snapshot object, found {sorted(snapshots)}"
+
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    assert_trees_equal(expected, snapshot_tree(target))
+
+
+def test_removed_data_is_pruned(
+    backend: Backend, env: dict[str, str], run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """Spare keeps exactly one copy: data only the old snapshot needed leaves the bucket."""
+    source = tmp_path / "source"
+    write_file(source / "keep.bin", os.urandom(MiB), 0o644)
+    write_file(source / "drop.bin", os.urandom(4 * MiB), 0o644)
+    assert_ok(run_spare("create", "--path", source, env=env))
+    full = stored_bytes(backend.objects())
+
+    (source / "drop.bin").unlink()
+    assert_ok(run_spare("create", "--path", source, env=env))
+    after = stored_bytes(backend.objects())
+    assert after < full - 3 * MiB, f"stored {after} bytes after dropping 4 MiB of {full}"
+
+
+def test_duplicated_content_is_stored_once(
+    backend: Backend, env: dict[str, str], run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """Two identical 4 MiB random files cost about one file in the bucket, not two."""
+    source = tmp_path / "source"
+    payload = os.urandom(4 * MiB)
+    write_file(source / "one" / "copy.bin", payload, 0o644)
+    write_file(source / "two" / "copy-again.bin", payload, 0o644)
+
+    assert_ok(run_spare("create", "--path", source, env=env))
+    total = stored_bytes(backend.objects())
+    assert total < 1.5 * len(payload), f"{total} bytes stored for one 4 MiB content twice"
+    # Random data cannot shrink: the content was stored at all.
+    assert total >= len(payload)
+
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    assert (target / "one" / "copy.bin").read_bytes() == payload
+    assert (target / "two" / "copy-again.bin").read_bytes() == payload
+
+
+def test_verify_passes_on_a_good_backup(
+    backend: Backend, env: dict[str, str], run_spare: SpareRunner, source: Path
+) -> None:
+    assert_ok(run_spare("create", "--path", source, env=env))
+    assert_ok(run_spare("verify", "--path", source, env=env))
+
+
+def test_empty_tree(
+    file_backend: Backend, password: str, run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """An empty directory is a valid (if dull) backup: restore gives an empty directory."""
+    env = {**file_backend.env, "SPARE_PASSWORD": password}
+    source = tmp_path / "source"
+    source.mkdir()
+    assert_ok(run_spare("create", "--path", source, env=env))
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    assert target.is_dir() and not any(target.iterdir())
+
+
+def test_unusual_names(
+    file_backend: Backend, password: str, run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """Linux file names are bytes: spaces, newlines, non-ASCII and non-UTF-8 names come back."""
+    env = {**file_backend.env, "SPARE_PASSWORD": password}
+    source = tmp_path / "source"
+    source.mkdir()
+    names = [b"with space.txt", b"new\nline", "caf\u00e9 \u2615.txt".encode(), b"latin1-\xe9.bin"]
+    names.append(b"-starts-with-dash")
+    names.append(b"x" * 255)
+    for index, name in enumerate(names):
+        with open(os.path.join(os.fsencode(source), name), "wb") as handle:
+            handle.write(b"content %d\n" % index)
+    set_odd_mtimes(source)
+    expected = snapshot_tree(source)
+
+    assert_ok(run_spare("create", "--path", source, env=env))
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    assert_trees_equal(expected, snapshot_tree(target))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give files to other owners")
+def test_ownership_is_restored_by_root(
+    file_backend: Backend, password: str, run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """Run as root (as on a server), spare restores uid and gid, including unknown ids."""
+    env = {**file_backend.env, "SPARE_PASSWORD": password}
+    source = tmp_path / "source"
+    write_file(source / "owned" / "by-someone.txt", b"mine\n", 0o640)
+    os.chown(source / "owned" / "by-someone.txt", 12345, 54321)
+    os.chown(source / "owned", 4242, 2424)
+    os.symlink("by-someone.txt", source / "owned" / "link")
+    os.chown(source / "owned" / "link", 777, 888, follow_symlinks=False)
+    set_odd_mtimes(source)
+    expected = snapshot_tree(source)
+
+    assert_ok(run_spare("create", "--path", source, env=env))
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    assert_trees_equal(expected, snapshot_tree(target))
+
+
+@pytest.mark.parametrize("by_variable", [False, True], ids=["options", "variable"])
+def test_skip_leaves_paths_out(
+    by_variable: bool,
+    file_backend: Backend,
+    password: str,
+    run_spare: SpareRunner,
+    tmp_path: Path,
+) -> None:
+    """``--skip ./cache`` (repeatable) or SPARE_SKIP (``:``-separated) leave those paths out."""
+    env = {**file_backend.env, "SPARE_PASSWORD": password}
+    skips = ["./cache", "logs/old"]
+    if by_variable:
+        env["SPARE_SKIP"] = ":".join(skips)
+        options = []
+    else:
+        options = [item for skip in skips for item in ("--skip", skip)]
+    source = tmp_path / "source"
+    write_file(source / "keep.txt", b"keep\n", 0o644)
+    write_file(source / "cache" / "big.bin", b"cache\n", 0o644)
+    write_file(source / "logs" / "old" / "a.log", b"old\n", 0o644)
+    write_file(source / "logs" / "new.log", b"new\n", 0o644)
+    write_file(source / "logs" / "older" / "b.log", b"a prefix of a skip is no skip\n", 0o644)
+
+    assert_ok(run_spare("create", "--path", source, *options, env=env))
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    restored = set(snapshot_tree(target))
+    assert {"keep.txt", "logs", "logs/new.log", "logs/older/b.log"} <= restored, sorted(restored)
+    assert not {"cache/big.bin", "logs/old/a.log"} & restored, sorted(restored)
+
+
+def test_password_file_and_option(
+    file_backend: Backend, password: str, run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """The three ways to give the password open the same backup; only the first line counts."""
+    source = tmp_path / "source"
+    write_file(source / "a.txt", b"a\n", 0o644)
+    assert_ok(run_spare("create", "--path", source, "--password", password, env=file_backend.env))
+
+    password_file = tmp_path / "password"
+    password_file.write_text(f"{password}\nsecond line is not part of it\n")
+    password_file.chmod(0o600)
+    target = tmp_path / "restored"
+    assert_ok(
+        run_spare(
+            "restore", "--path", target, "--password-file", password_file, env=file_backend.env
+        )
+    )
+    assert (target / "a.txt").read_bytes() == b"a\n"
+
+    env = {**file_backend.env, "SPARE_PASSWORD_FILE": str(password_file)}
+    assert_ok(run_spare("verify", "--path", source, env=env))
+
+
+def test_options_instead_of_variables(
+    s3_backend: Backend, password: str, run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """Every connection setting works as an option as well as a variable."""
+    source = tmp_path / "source"
+    write_file(source / "a.txt", b"a\n", 0o644)
+    options = [
+        "--endpoint", s3_backend.env["SPARE_ENDPOINT"],
+        "--access-key", s3_backend.env["SPARE_ACCESS_KEY"],
+        "--secret-key", s3_backend.env["SPARE_SECRET_KEY"],
+        "--bucket", s3_backend.bucket,
+        "--password", password,
+    ]  # fmt: skip
+    assert_ok(run_spare("create", *options, "--path", source, env={}))
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", *options, "--path", target, env={}))
+    assert (target / "a.txt").read_bytes() == b"a\n"
+
+
+def test_precreated_empty_bucket(
+    backend: Backend, env: dict[str, str], run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """An administrator who creates the bucket first (usual on AWS) gets it initialised."""
+    backend.create_bucket()
+    source = tmp_path / "source"
+    write_file(source / "a.txt", b"a\n", 0o644)
+    assert_ok(run_spare("create", "--path", source, env=env))
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    assert (target / "a.txt").read_bytes() == b"a\n"

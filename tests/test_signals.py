@@ -1,0 +1,116 @@
+"""SIGTERM and SIGINT during ``create``: no snapshot, lock released, and the next run resumes.
+
+Configuration management and shutdown scripts stop long backups with SIGTERM, people with Ctrl-C.
+Either way the bucket must stay consistent and what was uploaded must not be uploaded again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from harness import (
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    PACKS,
+    SNAPSHOTS,
+    Backend,
+    SpareRunner,
+    assert_error,
+    assert_ok,
+    finish,
+    wait_until,
+)
+from treeutil import MiB, assert_trees_equal, snapshot_tree, write_file
+
+pytestmark = pytest.mark.timeout(300)
+
+# Big enough that create is still uploading when the first pack shows up, small enough for CI.
+FILES = 8
+FILE_MIB = 6
+
+
+def build_big_tree(root: Path) -> None:
+    for index in range(FILES):
+        write_file(root / f"part-{index}.bin", os.urandom(FILE_MIB * MiB), 0o644)
+
+
+def interrupt_after_first_pack(
+    run_spare: SpareRunner, backend: Backend, env: dict[str, str], source: Path, signum: int
+) -> int:
+    """Start create, send ``signum`` once a pack is stored, and return the exit code."""
+    proc = run_spare.popen("create", "--path", source, env=env)
+    started = wait_until(lambda: bool(backend.keys(PACKS)) or proc.poll() is not None, 120)
+    assert started, "no pack was stored within 120 s"
+    if proc.poll() is not None:
+        result = finish(proc)
+        pytest.fail(
+            f"create ended ({result.returncode}) before it could be interrupted: "
+            f"the tree is too small for this machine\n{result.stderr}"
+        )
+    proc.send_signal(signum)
+    result = finish(proc)
+    expected = EXIT_SIGTERM if signum == signal.SIGTERM else EXIT_SIGINT
+    assert_error(result, expected)
+    return result.returncode
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_interrupted_first_run(
+    signum: int,
+    backend: Backend,
+    env: dict[str, str],
+    run_spare: SpareRunner,
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "source"
+    build_big_tree(source)
+    expected_tree = snapshot_tree(source)
+
+    interrupt_after_first_pack(run_spare, backend, env, source, signum)
+
+    interrupted = backend.objects()
+    assert not [key for key in interrupted if key.startswith(SNAPSHOTS)], sorted(interrupted)
+    kept_packs = {key: data for key, data in interrupted.items() if key.startswith(PACKS)}
+    assert kept_packs, "the packs uploaded before the signal should stay for the next run"
+
+    # The lock was released: the next run goes ahead, and reuses what was uploaded.
+    assert_ok(run_spare("create", "--path", source, env=env))
+    final = backend.objects()
+    reused = {key for key, data in kept_packs.items() if final.get(key) == data}
+    assert reused == set(kept_packs), (
+        f"packs uploaded before the signal were replaced: {sorted(set(kept_packs) - reused)}"
+    )
+
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    assert_trees_equal(expected_tree, snapshot_tree(target))
+
+
+def test_interrupted_later_run_keeps_previous_snapshot(
+    file_backend: Backend, password: str, run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """A run stopped half-way leaves the previous snapshot restorable, as it was."""
+    env = {**file_backend.env, "SPARE_PASSWORD": password}
+    source = tmp_path / "source"
+    write_file(source / "before.txt", b"the first night\n", 0o644)
+    assert_ok(run_spare("create", "--path", source, env=env))
+    first_tree = snapshot_tree(source)
+    first_snapshots = file_backend.keys(SNAPSHOTS)
+    first_packs = file_backend.keys(PACKS)
+
+    build_big_tree(source / "grown")
+    proc = run_spare.popen("create", "--path", source, env=env)
+    new_pack = wait_until(
+        lambda: bool(file_backend.keys(PACKS) - first_packs) or proc.poll() is not None, 120
+    )
+    assert new_pack and proc.poll() is None, "create ended before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    assert_error(finish(proc), EXIT_SIGTERM)
+
+    assert file_backend.keys(SNAPSHOTS) == first_snapshots
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    assert_trees_equal(first_tree, snapshot_tree(target))
