@@ -71,6 +71,15 @@ class Storage(abc.ABC):
         interrupted put never leaves a partial object under ``key``.
         """
 
+    def put_file(self, key: str, path: str) -> None:
+        """Store the contents of the local file ``path`` under ``key``, like :meth:`put`.
+
+        The default reads the file into memory; backends that can stream SHOULD override it, as
+        spare uploads every pack this way and its memory budget is small.
+        """
+        with open(path, "rb") as file:
+            self.put(key, file.read())
+
     @abc.abstractmethod
     def create(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key`` only if no object is there.
@@ -130,6 +139,9 @@ class RetryingStorage(Storage):
 
     def put(self, key: str, data: bytes) -> None:
         self._retry(f"storing {key}", lambda: self.inner.put(key, data))
+
+    def put_file(self, key: str, path: str) -> None:
+        self._retry(f"storing {key}", lambda: self.inner.put_file(key, path))
 
     def create(self, key: str, data: bytes) -> None:
         self._retry(f"creating {key}", lambda: self.inner.create(key, data))

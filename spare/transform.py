@@ -30,7 +30,8 @@ class Transform(abc.ABC):
     name: str
 
     @abc.abstractmethod
-    def encode(self, data: bytes, context: bytes) -> bytes: ...
+    def encode(self, data: bytes | memoryview, context: bytes) -> bytes:
+        """``data`` may be a memoryview into a buffer that is reused: do not keep it."""
 
     @abc.abstractmethod
     def decode(self, data: bytes, context: bytes) -> bytes: ...
@@ -52,10 +53,10 @@ class TransformChain:
     ) -> TransformChain:
         return cls([registry.get(name)(keys) for name in names])
 
-    def encode(self, data: bytes, context: bytes) -> bytes:
+    def encode(self, data: bytes | memoryview, context: bytes) -> bytes:
         for transform in self.transforms:
             data = transform.encode(data, context)
-        return data
+        return bytes(data)  # no copy when the last transform returned bytes
 
     def decode(self, data: bytes, context: bytes) -> bytes:
         for transform in reversed(self.transforms):

@@ -27,7 +27,7 @@ class AesSivTransform(Transform):
     def __init__(self, keys: KeyRing) -> None:
         self._aead = AESSIV(keys.encryption_key)
 
-    def encode(self, data: bytes, context: bytes) -> bytes:
+    def encode(self, data: bytes | memoryview, context: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
         return nonce + self._aead.encrypt(data, [context, nonce])
 

@@ -33,13 +33,13 @@ class LzmaTransform(Transform):
     def __init__(self, preset: int = DEFAULT_PRESET) -> None:
         self.preset = preset
 
-    def _worth_compressing(self, data: bytes) -> bool:
+    def _worth_compressing(self, data: bytes | memoryview) -> bool:
         if len(data) <= PROBE_BYTES:
             return True  # small enough to try in full
         probe = lzma.compress(data[:PROBE_BYTES], format=lzma.FORMAT_RAW, filters=_filters(0))
         return len(probe) < PROBE_BYTES * PROBE_RATIO
 
-    def encode(self, data: bytes, context: bytes) -> bytes:
+    def encode(self, data: bytes | memoryview, context: bytes) -> bytes:
         if self._worth_compressing(data):
             packed = lzma.compress(data, format=lzma.FORMAT_RAW, filters=_filters(self.preset))
             if len(packed) + 2 < len(data) + 1:

@@ -240,7 +240,7 @@ def _file_content(
             before = os.fstat(fd)
             file.seek(0)
             try:
-                chunks = store.store_stream(file)
+                chunks = store.store_stream(file, before.st_size)
             except OSError as exc:
                 warn(f"{name}: read error ({exc.strerror})")
                 return False

@@ -74,7 +74,7 @@ class Verifier:
             chain, records = read_pack(data, pack, self.repo.chain_for)
         except RepositoryDamaged as exc:
             self._report(f"pack {pack} is damaged ({exc}); checking its blobs one by one")
-            chain, records = None, self.repo.cache.pack_info(pack).blobs
+            chain, records = None, list(self.repo.cache.pack_info(pack).blobs)
         transforms = self.repo.cache.pack_info(pack).transforms if chain is None else ()
         good = []
         for record in records:

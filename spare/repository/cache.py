@@ -58,7 +58,10 @@ class Cache:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA cache_size=-8000")  # 8 MiB: the cache must not eat the budget
+        # Small page caches: create's memory budget is 100 MiB, and the OS caches the file anyway.
+        self.db.execute("PRAGMA cache_size=-2048")
+        self.db.execute("PRAGMA temp_store=FILE")
+        self.db.execute("PRAGMA temp.cache_size=-1024")
         if self.get_meta("schema") not in (None, SCHEMA_VERSION):
             self.db.executescript(
                 "DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS packs;"

@@ -143,10 +143,8 @@ class Uploader:
         while (pack := self._queue.get()) is not None:
             try:
                 if self._error is None:
-                    with open(pack.path, "rb") as file:
-                        data = file.read()
-                    self.storage.put(pack_key(pack.info.name), data)
-                    self.uploaded_bytes += len(data)
+                    self.storage.put_file(pack_key(pack.info.name), pack.path)
+                    self.uploaded_bytes += pack.info.size
             except BaseException as exc:  # handed to the main thread
                 self._error = exc
             finally:

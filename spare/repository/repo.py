@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 CONFIG_FORMAT = "spare-repository"
 ENCRYPTION = "aes-siv"
 
-#: Chunker parameters of new repositories: ~1 MiB chunks; max 4 MiB keeps create's memory low.
-CHUNKER = {"avg": 1 << 20, "min": 256 << 10, "max": 4 << 20}
+#: Chunker parameters of new repositories. pyfastcdc's chunks average ``avg + min``: ~1 MiB. The
+#: maximum bounds create's memory: pyfastcdc buffers two maximal chunks, the transforms a few more.
+CHUNKER = {"avg": 768 << 10, "min": 256 << 10, "max": 2 << 20}
 
 _PACK_HEADER = struct.Struct(">32sQB")
 _COUNT = struct.Struct(">I")
@@ -119,14 +120,19 @@ class Repository:
         if config is None:
             if not create:
                 raise NoSnapshot("there is no backup in this bucket (it is empty or missing)")
-            config = cls._initialise(storage, password)
+            config, keys = cls._initialise(storage, password)
+            if keys is not None:
+                return cls(storage, config, keys, plugins, cache_root, compression)
+        return cls(storage, config, cls._unlock(config, password), plugins, cache_root, compression)
+
+    @staticmethod
+    def _unlock(config: dict[str, Any], password: str) -> KeyRing:
         kdf = KdfParams.from_json(config.get("kdf", {}))
         try:
             wrapped = bytes.fromhex(config["master_key"])
         except (KeyError, ValueError) as exc:
             raise RepositoryDamaged("the bucket's config has no readable master key") from exc
-        keys = KeyRing(unwrap_master_key(wrapped, kdf.derive(password)))
-        return cls(storage, config, keys, plugins, cache_root, compression)
+        return KeyRing(unwrap_master_key(wrapped, kdf.derive(password)))
 
     @staticmethod
     def _read_config(storage: Storage) -> dict[str, Any] | None:
@@ -157,7 +163,8 @@ class Repository:
         return config
 
     @classmethod
-    def _initialise(cls, storage: Storage, password: str) -> dict[str, Any]:
+    def _initialise(cls, storage: Storage, password: str) -> tuple[dict[str, Any], KeyRing | None]:
+        """Make the bucket a repository; the key ring is None if another spare was first."""
         storage.ensure_bucket()
         keys = KeyRing.generate()
         kdf = KdfParams.generate()
@@ -175,8 +182,8 @@ class Repository:
         except ObjectExists:  # another spare initialised it first: use theirs
             found = cls._read_config(storage)
             assert found is not None
-            return found
-        return config
+            return found, None
+        return config, keys
 
     def close(self) -> None:
         self.cache.close()

@@ -11,7 +11,7 @@ from typing import Any
 import pyfastcdc
 
 from spare.repository import objects
-from spare.repository.packs import FinishedPack, PackWriter, Uploader
+from spare.repository.packs import FinishedPack, PackWriter, Uploader, blob_context
 from spare.repository.repo import Repository, Snapshot
 
 log = logging.getLogger(__name__)
@@ -61,15 +61,24 @@ class ChunkStore:
         self.stats.chunks += 1
         if chunk_id in self.packs or self.repo.cache.has_chunk(chunk_id):
             return chunk_id
-        blob = self.repo.chain.encode(bytes(data), b"blob " + chunk_id)
+        blob = self.repo.chain.encode(data, blob_context(chunk_id))
         self.packs.add(chunk_id, blob, len(data))
         self.stats.new_chunks += 1
         self.stats.new_bytes += len(data)
         self.stats.stored_bytes += len(blob)
         return chunk_id
 
-    def store_stream(self, stream: Any) -> list[bytes]:
-        """Cut a readable binary stream into content-defined chunks and store each."""
+    def store_stream(self, stream: Any, size: int | None = None) -> list[bytes]:
+        """Cut a readable binary stream into content-defined chunks and store each.
+
+        A stream known to hold at most one maximal chunk is read whole: pyfastcdc's stream
+        reader allocates twice the maximal chunk size, which small files should not pay for.
+        """
+        if size is not None and size <= self.cdc.max_size:
+            data = stream.read(self.cdc.max_size + 1)
+            if len(data) <= self.cdc.max_size:
+                return [self.store(chunk.data) for chunk in self.cdc.cut_buf(data)]
+            stream.seek(0)
         return [self.store(chunk.data) for chunk in self.cdc.cut_stream(stream)]
 
     def store_raw(self, chunk_id: bytes, blob: bytes, size: int) -> None:
