@@ -1,0 +1,67 @@
+"""The contract of :class:`spare.lock.Lock`, as tests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from spare.lock import Lock, LockHeld
+
+
+class LockContract:
+    """Subclass and provide ``make_lock``: a fixture returning a factory of locks on ONE fresh
+    bucket (each call a new lock object, as separate spare processes would have)."""
+
+    def test_acquire_then_held(self, make_lock: Callable[[], Lock]) -> None:
+        first, second = make_lock(), make_lock()
+        first.acquire(b"holder one")
+        with pytest.raises(LockHeld) as held:
+            second.acquire(b"holder two")
+        assert held.value.payload == b"holder one"
+        assert second.read() == b"holder one"
+
+    def test_release_frees(self, make_lock: Callable[[], Lock]) -> None:
+        lock = make_lock()
+        assert lock.read() is None
+        lock.acquire(b"me")
+        lock.release(b"me")
+        assert lock.read() is None
+        make_lock().acquire(b"someone else")
+
+    def test_release_leaves_another_holders_lock(self, make_lock: Callable[[], Lock]) -> None:
+        mine, theirs = make_lock(), make_lock()
+        mine.acquire(b"me")
+        mine.clear()
+        theirs.acquire(b"them")
+        mine.release(b"me")  # late: the lock is no longer mine
+        assert theirs.read() == b"them"
+
+    def test_clear(self, make_lock: Callable[[], Lock]) -> None:
+        lock = make_lock()
+        lock.acquire(b"stale")
+        make_lock().clear()
+        assert lock.read() is None
+        make_lock().clear()  # clearing a free lock is fine
+
+    def test_concurrent_acquire_has_one_winner(self, make_lock: Callable[[], Lock]) -> None:
+        winners: list[bytes] = []
+        start = threading.Barrier(6)
+
+        def contend(payload: bytes) -> None:
+            lock = make_lock()
+            start.wait()
+            try:
+                lock.acquire(payload)
+            except LockHeld:
+                return
+            winners.append(payload)
+
+        threads = [threading.Thread(target=contend, args=(b"%d" % n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(winners) == 1
+        assert make_lock().read() == winners[0]
