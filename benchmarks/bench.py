@@ -635,7 +635,7 @@ class Tool:
         if self.s3 is not None:
             try:
                 self.s3.client().remove_bucket(run.bucket)
-            except OSError as exc:
+            except (OSError, http.client.HTTPException, ET.ParseError) as exc:
                 note(f"{self.name}: could not remove bucket {run.bucket}: {exc}")
 
     def probe_output(self, argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -852,19 +852,19 @@ def measure(
             drop_caches()
         p = run_measured(argv, env=env, cwd=cwd, log=run.log, timeout=args.timeout)
         result[f"{phase}_exit"] = p.rc
-        result[f"{phase}_wall_s"] = round(p.wall, 4)
-        result[f"{phase}_cpu_s"] = round(p.cpu, 4)
-        result[f"{phase}_rss_mib"] = round(p.rss_mib, 1)
         if p.timed_out:
             result["errors"].append(f"{phase}: killed after {args.timeout:g} s\n{p.tail}")
             return False
-        if p.rc == 0:
-            return True
-        if p.rc in tool.warn_codes:
+        if p.rc != 0 and p.rc not in tool.warn_codes:
+            result["errors"].append(f"{phase}: exit {p.rc}: {p.tail}")
+            return False
+        if p.rc != 0:
             result["warnings"].append(f"{phase}: exit {p.rc} (warnings): {p.tail}")
-            return True
-        result["errors"].append(f"{phase}: exit {p.rc}: {p.tail}")
-        return False
+        # Only commands that did their job count in the medians.
+        result[f"{phase}_wall_s"] = round(p.wall, 4)
+        result[f"{phase}_cpu_s"] = round(p.cpu, 4)
+        result[f"{phase}_rss_mib"] = round(p.rss_mib, 1)
+        return True
 
     try:
         tool.prepare(run)
@@ -898,7 +898,7 @@ def measure(
             )
         if args.verify:
             step("verify", tool.verify_cmd(run))
-    except OSError as exc:
+    except Exception as exc:  # one broken run must not end the whole benchmark
         result["errors"].append(f"{type(exc).__name__}: {exc}")
     finally:
         failed = bool(result["errors"])
@@ -930,6 +930,7 @@ def summarize(runs: list[dict]) -> dict:
         "runs": len(runs),
         "correct": len(checked) == len(runs) and correct == len(runs) and bool(runs),
         "restores_correct": correct,
+        "restores_checked": len(checked),
         "mode_mismatch": max((r["check"]["mode_mismatch"] for r in checked), default=0),
         "mtime_mismatch": max((r["check"]["mtime_mismatch"] for r in checked), default=0),
         "runs_detail": runs,
@@ -1002,7 +1003,10 @@ def report(
         rows.append(row + [""] * len(others))
         row = ["restored mode/mtime diffs"]
         for n in names:
-            row.append(f"{res[n]['mode_mismatch']}/{res[n]['mtime_mismatch']}")
+            if res[n]["restores_checked"]:
+                row.append(f"{res[n]['mode_mismatch']}/{res[n]['mtime_mismatch']}")
+            else:
+                row.append("-")
         rows.append(row + [""] * len(others))
         out.append(render_table(rows))
         for n in names:

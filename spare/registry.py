@@ -38,7 +38,7 @@ class _Registry(Generic[F]):
         try:
             return self._factories[name]
         except KeyError:
-            known = ", ".join(sorted(self._factories)) or "none"
+            known = ", ".join(sorted(set(self._factories) - self._fallbacks)) or "none"
             raise MissingPlugin(
                 f"no {self.kind} named {name!r} is installed (installed: {known}); "
                 f"install the plugin that provides it"

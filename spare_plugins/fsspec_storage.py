@@ -13,17 +13,19 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import fsspec
 
 from spare.errors import (
     AccessDenied,
+    MissingPlugin,
     ObjectExists,
     ObjectNotFound,
     StorageError,
     StorageTransient,
     StorageUnreachable,
+    UsageError,
 )
 from spare.hookspecs import hookimpl
 from spare.registry import StorageRegistry
@@ -229,9 +231,16 @@ def make_s3(location: StorageLocation) -> Storage:
 def make_local(location: StorageLocation) -> Storage:
     fs = fsspec.filesystem("file", auto_mkdir=True, skip_instance_cache=True)
     root = os.path.join(location.url, location.bucket)
-    return LocalStorage(
-        fs, root, atomic_create=True, make_root=lambda: os.makedirs(root, exist_ok=True)
-    )
+
+    def make_root() -> None:
+        try:
+            os.makedirs(root, exist_ok=True)
+        except FileNotFoundError as exc:
+            raise StorageUnreachable(
+                f"cannot create {root}: {exc.strerror}; check the --endpoint directory"
+            ) from exc
+
+    return LocalStorage(fs, root, atomic_create=True, make_root=make_root)
 
 
 def make_memory(location: StorageLocation) -> Storage:
@@ -244,9 +253,18 @@ def make_memory(location: StorageLocation) -> Storage:
 
 def make_generic(location: StorageLocation) -> Storage:
     """Any other fsspec protocol: works, but without an atomic create (the lock refuses it)."""
-    options: dict[str, Any] = {"skip_instance_cache": True}
-    fs = fsspec.filesystem(location.scheme, **options)
-    root = f"{location.url.rstrip('/')}/{location.bucket}"
+    url = f"{location.scheme}://{location.url}"
+    try:
+        fs, root = fsspec.core.url_to_fs(url, skip_instance_cache=True)
+    except ImportError as exc:
+        raise MissingPlugin(
+            f"the {location.scheme}:// storage needs a package that is not installed ({exc})"
+        ) from exc
+    except OSError as exc:
+        raise StorageUnreachable(f"cannot reach the endpoint {url}: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"cannot use the endpoint {url}: {exc}") from exc
+    root = f"{root.rstrip('/')}/{location.bucket}"
     return FsspecStorage(
         fs, root, atomic_create=False, make_root=lambda: fs.makedirs(root, exist_ok=True)
     )

@@ -39,6 +39,7 @@ EXIT_TARGET_NOT_EMPTY = 9
 EXIT_UNREACHABLE = 10
 EXIT_ACCESS_DENIED = 11
 EXIT_VERIFY_FAILED = 12
+EXIT_DAMAGED = 14
 EXIT_NO_SNAPSHOT = 15
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
@@ -120,9 +121,10 @@ class SpareRunner:
         input: str | None = None,
         timeout: float | None = None,
         prefix: Sequence[str] = (),
+        cwd: Path | None = None,
     ) -> SpareResult:
         """Run spare to completion; ``prefix`` wraps the command (``unshare`` for a host name)."""
-        proc = self.popen(*args, env=env, prefix=prefix, stdin_data=input is not None)
+        proc = self.popen(*args, env=env, prefix=prefix, stdin_data=input is not None, cwd=cwd)
         return finish(proc, timeout or self.default_timeout, input)
 
     def popen(
@@ -131,6 +133,7 @@ class SpareRunner:
         env: Mapping[str, str],
         prefix: Sequence[str] = (),
         stdin_data: bool = False,
+        cwd: Path | None = None,
     ) -> subprocess.Popen[str]:
         """Start spare and return at once (signal and concurrency tests need the live process).
 
@@ -144,6 +147,7 @@ class SpareRunner:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            cwd=cwd,
         )
 
 

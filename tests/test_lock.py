@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 from pathlib import Path
 
 import pytest
 from harness import (
     EXIT_LOCKED,
+    PACKS,
+    SNAPSHOTS,
     Backend,
     SpareRunner,
     assert_error,
     assert_ok,
     finish,
     hostname_prefix,
+    wait_until,
 )
 from treeutil import MiB, assert_trees_equal, snapshot_tree, write_file
 
@@ -93,36 +97,87 @@ def test_lock_needs_the_password(
 
 
 def big_tree(root: Path) -> None:
-    """Large enough that a create still holds the lock when a second one starts."""
+    """Several packs' worth of data: a create that is still uploading when stopped."""
     for index in range(4):
         write_file(root / f"part-{index}.bin", os.urandom(6 * MiB), 0o644)
 
 
-@pytest.mark.parametrize("initialised", [False, True], ids=["new-bucket", "existing-backup"])
-def test_concurrent_creates(
-    initialised: bool,
+@pytest.mark.parametrize("same_host", [True, False], ids=["same-cache", "other-cache"])
+def test_create_while_another_runs(
+    same_host: bool,
     backend: Backend,
     env: dict[str, str],
     run_spare: SpareRunner,
     tmp_path: Path,
 ) -> None:
-    """Two creates started together: exactly one succeeds, the other is refused with 7."""
+    """A create that starts while another is uploading fails at once with 7, naming the holder.
+
+    The running create is frozen (SIGSTOP) once it has stored a pack, so the overlap does not
+    depend on how fast this machine is; it then finishes normally. ``same-cache`` is two cron
+    jobs overlapping on one host (they share the local cache), ``other-cache`` another host or
+    user.
+    """
     source = tmp_path / "source"
-    if initialised:
-        write_file(source / "seed.txt", b"seed\n", 0o644)
-        assert_ok(run_spare("create", "--path", source, env=env))
+    big_tree(source)
+    expected = snapshot_tree(source)
+    second = run_spare if same_host else SpareRunner(tmp_path / "other-cache")
+
+    running = run_spare.popen("create", "--path", source, env=env)
+    try:
+        uploading = wait_until(lambda: bool(backend.keys(PACKS)) or running.poll() is not None, 120)
+        assert uploading and running.poll() is None, "create ended before a pack was seen"
+        running.send_signal(signal.SIGSTOP)
+        line = assert_error(second("create", "--path", source, env=env), EXIT_LOCKED)
+        assert re.search(rf"\b{running.pid}\b", line), f"pid {running.pid} not named: {line}"
+    finally:
+        # Whatever happened, let the first run finish before the bucket is cleaned up.
+        running.send_signal(signal.SIGCONT)
+        first = finish(running)
+    assert_ok(first)
+
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    assert_trees_equal(expected, snapshot_tree(target))
+
+
+def test_concurrent_locks_exactly_one_wins(
+    backend: Backend, env: dict[str, str], run_spare: SpareRunner, backed_up: Path
+) -> None:
+    """The lock is atomic: of several ``spare lock`` started together, exactly one takes it.
+
+    A lock is held until unlocked, so unlike two creates, these cannot pass by running one after
+    the other: any second success means a check-then-write race.
+    """
+    contenders = [run_spare.popen("lock", env=env) for _ in range(4)]
+    results = [finish(proc) for proc in contenders]
+    codes = sorted(result.returncode for result in results)
+    details = "\n".join(f"{r.returncode}: {r.stderr.strip()}" for r in results)
+    assert codes == [0] + [EXIT_LOCKED] * (len(results) - 1), details
+    for result in results[1:]:
+        if result.returncode == EXIT_LOCKED:
+            assert_error(result, EXIT_LOCKED)
+    assert_ok(run_spare("unlock", env=env))
+
+
+def test_concurrent_creates_on_a_new_bucket(
+    backend: Backend, env: dict[str, str], run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """Two cron jobs start together on a new bucket: at most one runs at a time (the other
+    fails with 7, unless the first was already done), and the bucket ends up consistent:
+    one snapshot, restorable, verified.
+    """
+    source = tmp_path / "source"
     big_tree(source)
     expected = snapshot_tree(source)
 
-    first = run_spare.popen("create", "--path", source, env=env)
-    second = run_spare.popen("create", "--path", source, env=env)
-    results = [finish(first), finish(second)]
-    codes = sorted(result.returncode for result in results)
+    contenders = [run_spare.popen("create", "--path", source, env=env) for _ in range(2)]
+    results = [finish(proc) for proc in contenders]
     details = "\n".join(f"{r.returncode}: {r.stderr.strip()}" for r in results)
-    assert codes == [0, EXIT_LOCKED], details
-    loser = next(result for result in results if result.returncode == EXIT_LOCKED)
-    assert_error(loser, EXIT_LOCKED)
+    assert {result.returncode for result in results} <= {0, EXIT_LOCKED}, details
+    assert 0 in {result.returncode for result in results}, details
 
+    assert len(backend.keys(SNAPSHOTS)) == 1, sorted(backend.keys())
+    assert_ok(run_spare("verify", "--path", source, env=env))
     target = tmp_path / "restored"
     assert_ok(run_spare("restore", "--path", target, env=env))
     assert_trees_equal(expected, snapshot_tree(target))

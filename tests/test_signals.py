@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from harness import (
+    EXIT_LOCKED,
     EXIT_SIGINT,
     EXIT_SIGTERM,
     PACKS,
@@ -114,3 +115,32 @@ def test_interrupted_later_run_keeps_previous_snapshot(
     target = tmp_path / "restored"
     assert_ok(run_spare("restore", "--path", target, env=env))
     assert_trees_equal(first_tree, snapshot_tree(target))
+
+
+def test_killed_run_leaves_the_lock_until_unlock(
+    file_backend: Backend, password: str, run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """The README's recovery after SIGKILL: the lock persists (7), ``unlock`` clears it, and the
+    next create completes, keeping what the killed run uploaded.
+    """
+    env = {**file_backend.env, "SPARE_PASSWORD": password}
+    source = tmp_path / "source"
+    build_big_tree(source)
+    expected = snapshot_tree(source)
+
+    proc = run_spare.popen("create", "--path", source, env=env)
+    uploading = wait_until(lambda: bool(file_backend.keys(PACKS)) or proc.poll() is not None, 120)
+    assert uploading and proc.poll() is None, "create ended before it could be killed"
+    proc.kill()
+    finish(proc)
+    kept = {k: v for k, v in file_backend.objects().items() if k.startswith(PACKS)}
+    assert not file_backend.keys(SNAPSHOTS)
+
+    assert_error(run_spare("create", "--path", source, env=env), EXIT_LOCKED)
+    assert_ok(run_spare("unlock", env=env))
+    assert_ok(run_spare("create", "--path", source, env=env))
+    final = file_backend.objects()
+    assert all(final.get(key) == data for key, data in kept.items()), "uploaded packs were lost"
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    assert_trees_equal(expected, snapshot_tree(target))

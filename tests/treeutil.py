@@ -150,7 +150,9 @@ def snapshot_tree(root: Path, *, owners: bool = True) -> dict[str, dict[str, Any
                 if info.st_nlink > 1:
                     inodes[(info.st_dev, info.st_ino)].append(rel)
             else:
-                record["type"] = f"other ({stat.filemode(info.st_mode)})"
+                record["type"] = f"special ({stat.filemode(info.st_mode)[0]})"
+                if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+                    record["device"] = (os.major(info.st_rdev), os.minor(info.st_rdev))
         records[rel] = record
     for group in inodes.values():
         if len(group) > 1:
