@@ -140,7 +140,8 @@ def test_killed_run_leaves_the_lock_until_unlock(
     assert_ok(run_spare("unlock", env=env))
     assert_ok(run_spare("create", "--path", source, env=env))
     final = file_backend.objects()
-    assert all(final.get(key) == data for key, data in kept.items()), "uploaded packs were lost"
+    lost = sorted(key for key, data in kept.items() if final.get(key) != data)
+    assert not lost, f"uploaded packs were lost: {lost}; kept {sorted(kept)}; final {sorted(final)}"
     target = tmp_path / "restored"
     assert_ok(run_spare("restore", "--path", target, env=env))
     assert_trees_equal(expected, snapshot_tree(target))
