@@ -46,11 +46,15 @@ def create(ctx: Context, options: BackupOptions) -> dict[str, int]:
     root_stat = _check_source(source)
     limit_to_one_core()
     repo = ctx.open(create=True, compression=options.compression)
+    warn = Warnings()
     try:
         with repo.locked("create"):
-            previous = repo.latest_snapshot()
+            snapshots, unreadable = repo.snapshots()
+            previous = snapshots[-1] if snapshots else None
+            if unreadable and previous is None:
+                warn(f"the previous snapshot {unreadable[0]} is damaged; this run replaces it")
             _check_identity(previous, source, root_stat.st_ino, options.force)
-            stats = _backup(repo, ctx, source, options, previous)
+            stats = _backup(repo, ctx, source, options, previous, warn)
     finally:
         repo.close()
     if stats["warnings"]:
@@ -93,7 +97,12 @@ def _check_identity(previous: Snapshot | None, source: str, inode: int, force: b
 
 
 def _backup(
-    repo: Repository, ctx: Context, source: str, options: BackupOptions, previous: Snapshot | None
+    repo: Repository,
+    ctx: Context,
+    source: str,
+    options: BackupOptions,
+    previous: Snapshot | None,
+    warn: Warnings,
 ) -> dict[str, int]:
     started = time.monotonic()
     cache = repo.cache
@@ -103,7 +112,6 @@ def _backup(
         cache.forget_files()
     cache.start_files()
     cache.start_live()
-    warn = Warnings()
     store = ChunkStore(repo, options.pack_size)
     manifest = ManifestWriter(store.tmpdir)
     try:

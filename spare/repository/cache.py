@@ -55,7 +55,9 @@ class Cache:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # Commands that share a cache also share a bucket, whose lock they take first; the busy
+        # timeout only covers a spare that is still closing its cache after releasing the lock.
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         # Small page caches: create's memory budget is 100 MiB, and the OS caches the file anyway.

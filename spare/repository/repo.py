@@ -11,6 +11,7 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,6 @@ class Repository:
         self.id = config["id"]
         self.cache_dir = cache_root / self.id
         self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.cache = Cache(self.cache_dir / "cache.sqlite")
         self._chains: dict[tuple[str, ...], TransformChain] = {}
         names = [compression, ENCRYPTION] if compression and compression != "none" else [ENCRYPTION]
         self.chain = self.chain_for(names)
@@ -185,8 +185,14 @@ class Repository:
             return found, None
         return config, keys
 
+    @cached_property
+    def cache(self) -> Cache:
+        """Opened on first use, so that a run refused by the bucket lock never touches it."""
+        return Cache(self.cache_dir / "cache.sqlite")
+
     def close(self) -> None:
-        self.cache.close()
+        if "cache" in self.__dict__:
+            self.cache.close()
         self.storage.close()
 
     # -- transforms ---------------------------------------------------------------------------
@@ -299,9 +305,9 @@ class Repository:
         return name
 
     # -- snapshots ------------------------------------------------------------------------------
-    def snapshots(self) -> list[Snapshot]:
-        """Every readable snapshot, oldest first."""
-        found = []
+    def snapshots(self) -> tuple[list[Snapshot], list[str]]:
+        """Every readable snapshot, oldest first, and the names of the unreadable ones."""
+        found, unreadable = [], []
         for info in self.storage.list(objects.SNAPSHOTS):
             name = objects.snapshot_name(info.key)
             if name is None:
@@ -311,15 +317,21 @@ class Repository:
                     self.storage.get(info.key), objects.KIND_SNAPSHOT, b"snapshot"
                 )
                 snapshot = Snapshot(**json.loads(raw))
-            except (RepositoryDamaged, ValueError, TypeError) as exc:
-                log.warning("ignoring unreadable snapshot %s (%s)", name, exc)
+            except (RepositoryDamaged, ValueError, TypeError):
+                unreadable.append(name)
                 continue
             snapshot.name = name
             found.append(snapshot)
-        return sorted(found, key=lambda snapshot: snapshot.seq)
+        return sorted(found, key=lambda snapshot: snapshot.seq), unreadable
 
     def latest_snapshot(self) -> Snapshot | None:
-        snapshots = self.snapshots()
+        """The backup, None if there is none; raises if the only snapshot root is damaged."""
+        snapshots, unreadable = self.snapshots()
+        if unreadable and not snapshots:
+            raise RepositoryDamaged(
+                f"the bucket's snapshot {unreadable[0]} is damaged and cannot be read; "
+                "the next 'spare create' replaces it"
+            )
         return snapshots[-1] if snapshots else None
 
     def store_snapshot(self, snapshot: Snapshot) -> None:
