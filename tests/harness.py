@@ -9,6 +9,7 @@ cannot hide itself.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -23,10 +24,16 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# Where the repository keeps its kinds of objects; the tests only look at these prefixes to
-# tell data (packs) from the commit point (snapshots).
+# Where the repository keeps its kinds of objects; the tests look at these prefixes to tell
+# data (packs) from the commit point (snapshots).
 PACKS = "packs/"
 SNAPSHOTS = "snapshots/"
+# The keys of a settled repository (docs/design.rst): anything else is in flight (a temporary
+# name of an upload) or a leftover that a successful create must have deleted.
+PACK_KEY = re.compile(r"^packs/[0-9a-f]{2}/[0-9a-f]{64}$")
+REPOSITORY_KEY = re.compile(
+    r"^(config|packs/[0-9a-f]{2}/[0-9a-f]{64}|index/[0-9a-f]{64}|snapshots/[0-9a-f]{32})$"
+)
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -335,7 +342,11 @@ class FileBackend(Backend):
         for dirpath, _dirnames, filenames in os.walk(self.path):
             for name in filenames:
                 full = Path(dirpath, name)
-                found[full.relative_to(self.path).as_posix()] = full.read_bytes()
+                try:
+                    data = full.read_bytes()
+                except FileNotFoundError:  # deleted by a running spare since it was listed
+                    continue
+                found[full.relative_to(self.path).as_posix()] = data
         return found
 
     def put(self, key: str, data: bytes) -> None:
@@ -389,10 +400,17 @@ class S3Backend(Backend):
         return keys
 
     def objects(self) -> dict[str, bytes]:
-        return {
-            key: self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-            for key in self._list_keys()
-        }
+        from botocore.exceptions import ClientError
+
+        found = {}
+        for key in self._list_keys():
+            try:
+                found[key] = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            except ClientError as exc:
+                # Deleted by a running spare since it was listed.
+                if exc.response.get("Error", {}).get("Code") != "NoSuchKey":
+                    raise
+        return found
 
     def keys(self, prefix: str = "") -> set[str]:
         return {key for key in self._list_keys() if key.startswith(prefix)}
@@ -447,3 +465,13 @@ def hostname_prefix(name: str) -> list[str] | None:
     if probe.returncode != 0 or probe.stdout.strip() != name:
         return None
     return prefix
+
+
+def complete_packs(objects: Mapping[str, bytes]) -> dict[str, bytes]:
+    """The packs stored under their final name (not an upload still under a temporary name)."""
+    return {key: data for key, data in objects.items() if PACK_KEY.match(key)}
+
+
+def stray_keys(objects: Mapping[str, bytes]) -> list[str]:
+    """Keys that do not belong in a repository at rest: leftovers a create must clean up."""
+    return sorted(key for key in objects if not REPOSITORY_KEY.match(key))

@@ -19,6 +19,7 @@ from harness import (
     SpareRunner,
     assert_ok,
     stored_bytes,
+    stray_keys,
 )
 from treeutil import (
     MiB,
@@ -133,10 +134,29 @@ def test_changed_tree_restores_the_new_one_and_keeps_one_snapshot(
     assert_ok(run_spare("create", "--path", source, env=env))
     snapshots = backend.keys(SNAPSHOTS)
     assert len(snapshots) == 1, f"expected exactly one snapshot object, found {sorted(snapshots)}"
+    assert not stray_keys(backend.objects()), stray_keys(backend.objects())
 
     target = tmp_path / "restored"
     assert_ok(run_spare("restore", "--path", target, env=env))
     assert_trees_equal(expected, snapshot_tree(target))
+
+
+def test_foreign_objects_in_a_spare_bucket_are_deleted(
+    backend: Backend, env: dict[str, str], run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """The bucket is spare's alone: what someone else adds to it goes at the next create."""
+    source = tmp_path / "source"
+    write_file(source / "a.txt", b"a\n", 0o644)
+    assert_ok(run_spare("create", "--path", source, env=env))
+    backend.put("hello.txt", b"dropped here by hand\n")
+    backend.put("packs/not-a-pack", b"neither is this\n")
+
+    assert_ok(run_spare("create", "--path", source, env=env))
+    objects = backend.objects()
+    assert "hello.txt" not in objects and "packs/not-a-pack" not in objects, sorted(objects)
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    assert (target / "a.txt").read_bytes() == b"a\n"
 
 
 def test_removed_data_is_pruned(

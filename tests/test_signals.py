@@ -21,7 +21,9 @@ from harness import (
     SpareRunner,
     assert_error,
     assert_ok,
+    complete_packs,
     finish,
+    stray_keys,
     wait_until,
 )
 from treeutil import MiB, assert_trees_equal, snapshot_tree, write_file
@@ -80,6 +82,7 @@ def test_interrupted_first_run(
     # The lock was released: the next run goes ahead, and reuses what was uploaded.
     assert_ok(run_spare("create", "--path", source, env=env))
     final = backend.objects()
+    assert not stray_keys(final), stray_keys(final)
     reused = {key for key, data in kept_packs.items() if final.get(key) == data}
     assert reused == set(kept_packs), (
         f"packs uploaded before the signal were replaced: {sorted(set(kept_packs) - reused)}"
@@ -121,7 +124,8 @@ def test_killed_run_leaves_the_lock_until_unlock(
     file_backend: Backend, password: str, run_spare: SpareRunner, tmp_path: Path
 ) -> None:
     """The README's recovery after SIGKILL: the lock persists (7), ``unlock`` clears it, and the
-    next create completes, keeping what the killed run uploaded.
+    next create completes, keeps the packs the killed run finished (packs are self-describing)
+    and deletes what the kill left half-written.
     """
     env = {**file_backend.env, "SPARE_PASSWORD": password}
     source = tmp_path / "source"
@@ -129,11 +133,13 @@ def test_killed_run_leaves_the_lock_until_unlock(
     expected = snapshot_tree(source)
 
     proc = run_spare.popen("create", "--path", source, env=env)
-    uploading = wait_until(lambda: bool(file_backend.keys(PACKS)) or proc.poll() is not None, 120)
+    uploading = wait_until(
+        lambda: bool(complete_packs(file_backend.objects())) or proc.poll() is not None, 120
+    )
     assert uploading and proc.poll() is None, "create ended before it could be killed"
     proc.kill()
     finish(proc)
-    kept = {k: v for k, v in file_backend.objects().items() if k.startswith(PACKS)}
+    kept = complete_packs(file_backend.objects())
     assert not file_backend.keys(SNAPSHOTS)
 
     assert_error(run_spare("create", "--path", source, env=env), EXIT_LOCKED)
@@ -141,7 +147,8 @@ def test_killed_run_leaves_the_lock_until_unlock(
     assert_ok(run_spare("create", "--path", source, env=env))
     final = file_backend.objects()
     lost = sorted(key for key, data in kept.items() if final.get(key) != data)
-    assert not lost, f"uploaded packs were lost: {lost}; kept {sorted(kept)}; final {sorted(final)}"
+    assert not lost, f"packs the killed run had stored were replaced: {lost}"
+    assert not stray_keys(final), stray_keys(final)
     target = tmp_path / "restored"
     assert_ok(run_spare("restore", "--path", target, env=env))
     assert_trees_equal(expected, snapshot_tree(target))

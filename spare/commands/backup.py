@@ -59,7 +59,7 @@ def create(ctx: Context, options: BackupOptions) -> dict[str, int]:
         repo.close()
     if stats["warnings"]:
         raise CompletedWithWarnings(
-            f"backup stored, but {stats['warnings']} entries could not be read (see the warnings)"
+            f"backup stored, with {stats['warnings']} warnings (see above)"
         )
     return stats
 

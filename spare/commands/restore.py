@@ -103,7 +103,7 @@ class Restorer:
                 self.scratch_dir.cleanup()
         if self.warn.count:
             raise CompletedWithWarnings(
-                f"restored, but {self.warn.count} entries could not be restored faithfully"
+                f"restored, with {self.warn.count} warnings (see above)"
             )
         return {"files": self.files, "bytes": self.bytes}
 
