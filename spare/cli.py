@@ -106,10 +106,13 @@ def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
         verbose: bool,
         **kwargs: Any,
     ) -> Any:
+        from spare.commands.common import interruptible
+
         ctx = make_context(
             endpoint, access_key, secret_key, password, password_file, bucket, verbose
         )
-        return command(ctx, **kwargs)
+        with interruptible():
+            return command(ctx, **kwargs)
 
     return connection_options(wrapper)
 
@@ -161,14 +164,12 @@ def create(
     """Back up --path into the bucket, keeping exactly this one snapshot."""
     from spare.commands.backup import BackupOptions
     from spare.commands.backup import create as run
-    from spare.commands.common import interruptible
 
     if not path:
         raise UsageError("no path given: use --path or SPARE_PATH")
     skips = list(skip) + [s for s in os.environ.get("SPARE_SKIP", "").split(":") if s]
     options = BackupOptions(path, skips, force, compression, pack_size << 20)
-    with interruptible():
-        stats = run(ctx, options)
+    stats = run(ctx, options)
     say(
         ctx,
         f"backed up {stats['files']} files, {stats['bytes']} bytes "

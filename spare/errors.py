@@ -126,8 +126,15 @@ class NoSnapshot(SpareError):
 class Interrupted(SpareError):
     """SIGINT or SIGTERM arrived; ``exit_code`` is 128 + the signal number."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, *, after_commit: bool = False) -> None:
         import signal
 
-        super().__init__(f"interrupted by {signal.Signals(signum).name}; no snapshot was written")
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"interrupted by {name} after the new snapshot was stored; the next run finishes "
+            "deleting what it replaced"
+            if after_commit
+            else f"interrupted by {name}; no new snapshot was written"
+        )
+        self.signum = signum
         self.exit_code = 128 + signum

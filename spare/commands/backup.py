@@ -9,8 +9,16 @@ import stat
 import time
 from dataclasses import dataclass, field
 
-from spare.commands.common import Context, Warnings, group_name, limit_to_one_core, log, user_name
-from spare.errors import CompletedWithWarnings, IdentityMismatch, SourceUnavailable
+from spare.commands.common import (
+    Context,
+    Warnings,
+    group_name,
+    limit_to_one_core,
+    log,
+    uninterrupted,
+    user_name,
+)
+from spare.errors import CompletedWithWarnings, IdentityMismatch, Interrupted, SourceUnavailable
 from spare.fstree import Found, Skipper, walk
 from spare.repository import manifest as mf
 from spare.repository.cache import Cache
@@ -54,13 +62,12 @@ def create(ctx: Context, options: BackupOptions) -> dict[str, int]:
             if unreadable and previous is None:
                 warn(f"the previous snapshot {unreadable[0]} is damaged; this run replaces it")
             _check_identity(previous, source, root_stat.st_ino, options.force)
+            repo.clean_scratch()
             stats = _backup(repo, ctx, source, options, previous, warn)
     finally:
         repo.close()
     if stats["warnings"]:
-        raise CompletedWithWarnings(
-            f"backup stored, with {stats['warnings']} warnings (see above)"
-        )
+        raise CompletedWithWarnings(f"backup stored, with {stats['warnings']} warnings (see above)")
     return stats
 
 
@@ -142,13 +149,17 @@ def _backup(
             "stored_bytes": store.stats.stored_bytes,
         },
     )
-    repo.store_snapshot(snapshot)  # the commit point
-    cache.commit()
-    cache.commit_files(snapshot.name)
+    with uninterrupted():
+        repo.store_snapshot(snapshot)  # the commit point
+        cache.commit()
+        cache.commit_files(snapshot.name)
     ctx.plugins.snapshot_committed(
         {"time": snapshot.time, "host": snapshot.host, "path": snapshot.path, **snapshot.stats}
     )
-    pruned = prune(repo, snapshot, options.pack_size)
+    try:
+        pruned = prune(repo, snapshot, options.pack_size)
+    except Interrupted as exc:
+        raise Interrupted(exc.signum, after_commit=True) from None
     log.info(
         "stored %d entries, %d files, %d bytes (%d new, %d after compression); pruned %d objects "
         "in %.1f s",

@@ -95,11 +95,21 @@ def group_id(name: str | None, fallback: int) -> int:
         return fallback
 
 
+class _Signals:
+    """Whether SIGTERM and SIGINT are being deferred, and which one arrived meanwhile."""
+
+    deferring = False
+    pending: int | None = None
+
+
 @contextmanager
 def interruptible() -> Iterator[None]:
     """Turn SIGTERM and SIGINT into :class:`Interrupted`, so that ``finally`` blocks run."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if _Signals.deferring:
+            _Signals.pending = signum
+            return
         # Ignore further signals while cleaning up: the lock must be released.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -111,6 +121,19 @@ def interruptible() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Defer SIGTERM and SIGINT until the block (a commit) is done, then raise them."""
+    _Signals.deferring = True
+    try:
+        yield
+    finally:
+        _Signals.deferring = False
+        signum, _Signals.pending = _Signals.pending, None
+        if signum is not None:
+            raise Interrupted(signum, after_commit=True)
 
 
 def limit_to_one_core() -> None:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 
-from spare.commands.common import Context, Warnings, group_id, interruptible, log, user_id
+from spare.commands.common import Context, Warnings, group_id, log, user_id
 from spare.errors import (
     CompletedWithWarnings,
     NoSnapshot,
@@ -79,7 +78,7 @@ class Restorer:
         self.target = os.fsencode(target)
         self.warn = Warnings()
         self.is_root = os.geteuid() == 0
-        self.scratch_dir = tempfile.TemporaryDirectory(prefix="restore-", dir=repo.cache_dir)
+        self.scratch_dir = repo.scratch_dir("restore")
         self.db = sqlite3.connect(
             os.path.join(self.scratch_dir.name, "restore.sqlite"), check_same_thread=False
         )
@@ -92,19 +91,16 @@ class Restorer:
         self.bytes = 0
 
     def run(self, manifest_ids: list[bytes]) -> dict[str, int]:
-        with interruptible():
-            try:
-                os.makedirs(self.target, mode=0o700, exist_ok=True)
-                self._create_entries(manifest_ids)
-                self._write_contents()
-                self._apply_metadata()
-            finally:
-                self.db.close()
-                self.scratch_dir.cleanup()
+        try:
+            os.makedirs(self.target, mode=0o700, exist_ok=True)
+            self._create_entries(manifest_ids)
+            self._write_contents()
+            self._apply_metadata()
+        finally:
+            self.db.close()
+            self.scratch_dir.cleanup()
         if self.warn.count:
-            raise CompletedWithWarnings(
-                f"restored, with {self.warn.count} warnings (see above)"
-            )
+            raise CompletedWithWarnings(f"restored, with {self.warn.count} warnings (see above)")
         return {"files": self.files, "bytes": self.bytes}
 
     def _path(self, relative: bytes) -> bytes:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
-from spare.commands.common import Context, interruptible
+from spare.commands.common import Context
 from spare.errors import NoSnapshot, ObjectNotFound, RepositoryDamaged, VerifyFailed
 from spare.repository import objects
 from spare.repository.manifest import read_manifest
@@ -19,7 +18,7 @@ from spare.repository.repo import Repository
 def verify(ctx: Context) -> dict[str, int]:
     repo = ctx.open()
     try:
-        with repo.locked("verify", under_manual_lock=True), interruptible():
+        with repo.locked("verify", under_manual_lock=True):
             snapshot = repo.latest_snapshot()
             if snapshot is None:
                 raise NoSnapshot("there is no backup in this bucket yet")
@@ -32,7 +31,7 @@ def verify(ctx: Context) -> dict[str, int]:
 class Verifier:
     def __init__(self, repo: Repository) -> None:
         self.repo = repo
-        self.scratch = tempfile.TemporaryDirectory(prefix="verify-", dir=repo.cache_dir)
+        self.scratch = repo.scratch_dir("verify")
         self.db = sqlite3.connect(
             os.path.join(self.scratch.name, "verify.sqlite"), check_same_thread=False
         )

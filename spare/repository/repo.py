@@ -6,8 +6,10 @@ import datetime
 import json
 import logging
 import os
+import shutil
 import socket
 import struct
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -189,6 +191,15 @@ class Repository:
     def cache(self) -> Cache:
         """Opened on first use, so that a run refused by the bucket lock never touches it."""
         return Cache(self.cache_dir / "cache.sqlite")
+
+    def scratch_dir(self, purpose: str) -> tempfile.TemporaryDirectory[str]:
+        """A private temporary directory in the cache, removed when closed."""
+        return tempfile.TemporaryDirectory(prefix=f"tmp-{purpose}-", dir=self.cache_dir)
+
+    def clean_scratch(self) -> None:
+        """Remove what killed runs left behind; only while holding the bucket lock alone."""
+        for stale in self.cache_dir.glob("tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
 
     def close(self) -> None:
         if "cache" in self.__dict__:

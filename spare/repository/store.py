@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +39,8 @@ class ChunkStore:
     def __init__(self, repo: Repository, pack_size: int = PACK_SIZE) -> None:
         self.repo = repo
         self.stats = WriteStats()
-        self.tmpdir = tempfile.mkdtemp(prefix="tmp-", dir=repo.cache_dir)
+        self._scratch = repo.scratch_dir("packs")
+        self.tmpdir = self._scratch.name
         self.uploader = Uploader(repo.storage)
         self.packs = PackWriter(repo.chain, pack_size, self.tmpdir, self._pack_full)
         chunker = repo.config["chunker"]
@@ -89,6 +89,7 @@ class ChunkStore:
         """Flush the last pack and wait until every upload has finished."""
         self.packs.flush()
         self.uploader.close()
+        self._scratch.cleanup()
 
     def abandon(self) -> None:
         """On interruption: the upload in flight finishes whole (bounded), nothing new starts."""
@@ -97,6 +98,7 @@ class ChunkStore:
             self.uploader.close(timeout=30)
         except Exception as exc:  # the run is failing already; the next one re-uploads
             log.debug("upload after interruption failed: %s", exc)
+        self._scratch.cleanup()
 
 
 def prune(repo: Repository, keep_snapshot: Snapshot, pack_size: int = PACK_SIZE) -> dict[str, int]:
