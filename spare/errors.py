@@ -19,7 +19,7 @@ Exit codes (also documented in README.rst; scripts rely on them, so they never c
 9   the restore target is not empty
 10  the storage endpoint cannot be reached
 11  the storage refused the credentials or the access
-12  verify found damaged or missing data
+12  damaged or missing data: found by verify, or by a restore that restored all the rest
 13  a plugin the backup needs is not installed
 14  the repository is damaged or of an unknown format
 15  there is no backup in the bucket

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
+import sys
+import threading
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 
@@ -22,6 +24,7 @@ from spare.errors import (
     ObjectNotFound,
     RepositoryDamaged,
     TargetNotEmpty,
+    VerifyFailed,
 )
 from spare.repository import manifest as mf
 from spare.repository import objects
@@ -89,6 +92,8 @@ class Restorer:
         )
         self.files = 0
         self.bytes = 0
+        self.damaged: set[bytes] = set()
+        self.damaged_lock = threading.Lock()
 
     def run(self, manifest_ids: list[bytes]) -> dict[str, int]:
         try:
@@ -99,6 +104,13 @@ class Restorer:
         finally:
             self.db.close()
             self.scratch_dir.cleanup()
+        for path in sorted(self.damaged):
+            print(f"spare: damaged: {os.fsdecode(path)}", file=sys.stderr, flush=True)
+        if self.damaged:
+            raise VerifyFailed(
+                f"restored, but {len(self.damaged)} files are damaged in the backup and were "
+                "restored incomplete (listed above); run 'spare verify'"
+            )
         if self.warn.count:
             raise CompletedWithWarnings(f"restored, with {self.warn.count} warnings (see above)")
         return {"files": self.files, "bytes": self.bytes}
@@ -173,34 +185,28 @@ class Restorer:
         ).fetchall()
         for start, end, group in _ranges(rows):
             try:
-                self._restore_range(pack, transforms, start, end, group)
-            except (RepositoryDamaged, ObjectNotFound) as exc:
-                for path in sorted({row[3] for row in group}):
-                    self.warn(
-                        f"{os.fsdecode(path)}: damaged in the backup, restored incomplete ({exc})"
-                    )
-
-    def _restore_range(
-        self,
-        pack: str,
-        transforms: tuple[str, ...],
-        start: int,
-        end: int,
-        group: list[tuple[int, int, bytes, bytes, int]],
-    ) -> None:
-        data = self.repo.storage.get(objects.pack_key(pack), start, end)
-        if len(data) != end - start:
-            raise RepositoryDamaged(f"pack {pack} is truncated")
-        for (offset, length, chunk_id), places in groupby(group, key=lambda r: r[:3]):
-            plain = self.repo.decode_blob(
-                chunk_id, data[offset - start : offset - start + length], transforms
-            )
-            for _, _, _, path, at in places:
-                fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+                data = self.repo.storage.get(objects.pack_key(pack), start, end)
+            except ObjectNotFound:
+                data = b""
+            for (offset, length, chunk_id), places in groupby(group, key=lambda r: r[:3]):
+                blob = data[offset - start : offset - start + length]
                 try:
-                    os.pwrite(fd, plain, at)
-                finally:
-                    os.close(fd)
+                    if len(blob) != length:
+                        raise RepositoryDamaged(f"pack {pack} is missing or truncated")
+                    plain = self.repo.decode_blob(chunk_id, blob, transforms)
+                except RepositoryDamaged:
+                    self._damaged(path for _, _, _, path, _ in places)
+                    continue
+                for _, _, _, path, at in places:
+                    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+                    try:
+                        os.pwrite(fd, plain, at)
+                    finally:
+                        os.close(fd)
+
+    def _damaged(self, paths: Iterable[bytes]) -> None:
+        with self.damaged_lock:
+            self.damaged.update(paths)
 
     # -- pass 3 -----------------------------------------------------------------------------
     def _apply_metadata(self) -> None:
