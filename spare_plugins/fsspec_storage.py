@@ -103,6 +103,15 @@ class FsspecStorage(Storage):
         except Exception as exc:
             raise _translate(exc, what) from exc
 
+    def _call_iter(self, what: str, items: Iterator[T]) -> Iterator[T]:
+        """Like :meth:`_call`, for a generator that talks to the backend as it is consumed."""
+        try:
+            yield from items
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, what) from exc
+
     def ensure_bucket(self) -> None:
         self._call(f"creating {self.root}", self._make_root)
 
@@ -158,6 +167,25 @@ def _relative(name: str, root: str) -> str:
 
 class S3Storage(FsspecStorage):
     """S3 through s3fs; packs are streamed from their file, never held in memory whole."""
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        # Page by page, keeping only key and size: s3fs's find() builds a dict per object.
+        def listing() -> Iterator[ObjectInfo]:
+            token: dict[str, str] = {}
+            while True:
+                try:
+                    page = self.fs.call_s3(
+                        "list_objects_v2", Bucket=self.root, Prefix=prefix, **token
+                    )
+                except FileNotFoundError:  # no bucket: nothing in it
+                    return
+                for item in page.get("Contents", ()):
+                    yield ObjectInfo(item["Key"], int(item["Size"]))
+                if not page.get("IsTruncated"):
+                    return
+                token = {"ContinuationToken": page["NextContinuationToken"]}
+
+        return self._call_iter(f"listing {self.root}", listing())
 
     def put_file(self, key: str, path: str) -> None:
         def put() -> None:

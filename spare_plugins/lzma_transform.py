@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lzma
+import struct
 import zlib
 
 from spare.hookspecs import hookimpl
@@ -11,6 +12,7 @@ from spare.transform import IntegrityError, Transform
 
 RAW = 0
 LZMA2 = 1
+DICT_SIZE = struct.Struct(">I")
 
 #: Chosen by measurement (benchmarks/): preset 1 keeps create near 25 MB/s on one core with a
 #: ratio close to preset 6, which runs ten times slower and needs ~90 MiB to compress.
@@ -22,13 +24,36 @@ PROBE_BYTES = 64 * 1024
 #: What the probe must shrink to for the chunk to be compressed.
 PROBE_RATIO = 0.97
 
+#: LZMA2's smallest dictionary. The dictionary never needs to exceed the data: a small file
+#: compresses the same with a dictionary of its size, and setting up a 1 MiB one costs 40 times
+#: more than compressing a few KiB.
+MIN_DICT = 4096
 
-def _filters(preset: int) -> list[dict[str, int]]:
-    return [{"id": lzma.FILTER_LZMA2, "preset": preset}]
+
+#: The dictionary size of each preset (xz(1), "Custom compressor filter chains").
+PRESET_DICT = (
+    256 << 10,
+    1 << 20,
+    2 << 20,
+    4 << 20,
+    4 << 20,
+    8 << 20,
+    8 << 20,
+    16 << 20,
+    32 << 20,
+    64 << 20,
+)
+
+
+def _dict_size(preset: int, length: int) -> int:
+    size = MIN_DICT
+    while size < length and size < PRESET_DICT[preset]:
+        size *= 2
+    return min(size, PRESET_DICT[preset])
 
 
 class LzmaTransform(Transform):
-    """Output: one byte of method, then either the data (RAW) or a preset byte and raw LZMA2."""
+    """Output: one byte of method, then the data (RAW), or the dictionary size and raw LZMA2."""
 
     name = "lzma"
 
@@ -41,9 +66,14 @@ class LzmaTransform(Transform):
 
     def encode(self, data: bytes | memoryview, context: bytes) -> bytes:
         if self._worth_compressing(data):
-            packed = lzma.compress(data, format=lzma.FORMAT_RAW, filters=_filters(self.preset))
-            if len(packed) + 2 < len(data) + 1:
-                return bytes((LZMA2, self.preset)) + packed
+            dict_size = _dict_size(self.preset, len(data))
+            packed = lzma.compress(
+                data,
+                format=lzma.FORMAT_RAW,
+                filters=[{"id": lzma.FILTER_LZMA2, "preset": self.preset, "dict_size": dict_size}],
+            )
+            if len(packed) + 1 + DICT_SIZE.size < len(data) + 1:
+                return bytes((LZMA2,)) + DICT_SIZE.pack(dict_size) + packed
         return bytes((RAW,)) + data
 
     def decode(self, data: bytes, context: bytes) -> bytes:
@@ -51,9 +81,14 @@ class LzmaTransform(Transform):
             raise IntegrityError("an lzma blob is empty")
         if data[0] == RAW:
             return data[1:]
-        if data[0] == LZMA2 and len(data) >= 2:
+        if data[0] == LZMA2 and len(data) > DICT_SIZE.size:
+            (dict_size,) = DICT_SIZE.unpack_from(data, 1)
             try:
-                return lzma.decompress(data[2:], format=lzma.FORMAT_RAW, filters=_filters(data[1]))
+                return lzma.decompress(
+                    data[1 + DICT_SIZE.size :],
+                    format=lzma.FORMAT_RAW,
+                    filters=[{"id": lzma.FILTER_LZMA2, "dict_size": dict_size}],
+                )
             except lzma.LZMAError as exc:
                 raise IntegrityError(f"an lzma blob does not decompress ({exc})") from exc
         raise IntegrityError(f"an lzma blob has an unknown method {data[0]}")

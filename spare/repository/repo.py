@@ -402,8 +402,9 @@ class Repository:
         )
 
 
-#: Blobs per index object: ~44 bytes each, so an index object stays under ~3 MiB.
-INDEX_BLOBS = 65536
+#: Blobs per index object: ~44 bytes each, so that one index object (and what it takes to write
+#: or read one) stays under a MiB.
+INDEX_BLOBS = 16384
 
 
 def encode_index(packs: list[PackInfo]) -> bytes:

@@ -11,7 +11,7 @@ import pyfastcdc
 
 from spare.repository import objects
 from spare.repository.packs import FinishedPack, PackWriter, Uploader, blob_context
-from spare.repository.repo import Repository, Snapshot
+from spare.repository.repo import INDEX_BLOBS, Repository, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,8 @@ class ChunkStore:
         reader allocates twice the maximal chunk size, which small files should not pay for.
         """
         if size is not None and size <= self.cdc.max_size:
-            data = stream.read(self.cdc.max_size + 1)
-            if len(data) <= self.cdc.max_size:
+            data = stream.read(size + 1)  # one byte more tells whether it grew meanwhile
+            if len(data) <= size:
                 return [self.store(chunk.data) for chunk in self.cdc.cut_buf(data)]
             stream.seek(0)
         return [self.store(chunk.data) for chunk in self.cdc.cut_stream(stream)]
@@ -129,7 +129,7 @@ def prune(repo: Repository, keep_snapshot: Snapshot, pack_size: int = PACK_SIZE)
     }
     sizes = cache.index_sizes()
     if len(sizes) > MAX_INDEX_OBJECTS:
-        stale_indexes |= {name for name, blobs in sizes.items() if blobs < 65536 // 2}
+        stale_indexes |= {name for name, blobs in sizes.items() if blobs < INDEX_BLOBS // 2}
     movers = [
         pack for name in stale_indexes for pack in cache.packs_indexed_in(name) if pack not in dead
     ]
