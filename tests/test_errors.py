@@ -77,14 +77,22 @@ def test_wrong_password(
 
 
 def test_foreign_bucket_is_refused(
-    backend: Backend, env: dict[str, str], run_spare: SpareRunner, source: Path
+    backend: Backend, env: dict[str, str], run_spare: SpareRunner, source: Path, tmp_path: Path
 ) -> None:
-    """A bucket holding objects that are not spare's is left alone (exit 5)."""
+    """A bucket holding objects that are not spare's is left alone (exit 5), by every command:
+    a mistyped bucket name must not cost someone else's data.
+    """
     backend.put("hello.txt", b"someone else's data\n")
     before = backend.objects()
 
     assert_error(run_spare("create", "--path", source, env=env), EXIT_FOREIGN_BUCKET)
+    assert_error(run_spare("lock", env=env), EXIT_FOREIGN_BUCKET)
+    assert_error(run_spare("unlock", env=env), EXIT_FOREIGN_BUCKET)
+    assert_error(run_spare("verify", "--path", source, env=env), EXIT_FOREIGN_BUCKET)
+    target = tmp_path / "restored"
+    assert_error(run_spare("restore", "--path", target, env=env), EXIT_FOREIGN_BUCKET)
     assert backend.objects() == before
+    assert not target.exists() or not any(target.iterdir())
 
 
 def test_other_path_needs_force(
@@ -120,6 +128,25 @@ def test_other_host_needs_force(
     assert_error(run_spare("create", "--path", source, env=env, prefix=second), EXIT_IDENTITY)
     assert file_backend.objects() == before
     assert_ok(run_spare("create", "--path", source, "--force", env=env, prefix=second))
+
+
+def test_replaced_directory_needs_force(
+    file_backend: Backend, password: str, run_spare: SpareRunner, source: Path, tmp_path: Path
+) -> None:
+    """Same host, same path, but another directory (a file system that failed to mount leaves
+    an empty mount point): backing it up would prune the real backup, so it is refused (6).
+    """
+    env = {**file_backend.env, "SPARE_PASSWORD": password}
+    assert_ok(run_spare("create", "--path", source, env=env))
+    before = file_backend.objects()
+    source.rename(tmp_path / "moved-away")
+    source.mkdir()
+
+    assert_error(run_spare("create", "--path", source, env=env), EXIT_IDENTITY)
+    assert file_backend.objects() == before
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    assert snapshot_tree(target) == snapshot_tree(tmp_path / "moved-away")
 
 
 def test_missing_path(env: dict[str, str], run_spare: SpareRunner, tmp_path: Path) -> None:

@@ -181,3 +181,19 @@ def test_concurrent_creates_on_a_new_bucket(
     target = tmp_path / "restored"
     assert_ok(run_spare("restore", "--path", target, env=env))
     assert_trees_equal(expected, snapshot_tree(target))
+
+
+def test_restore_and_verify_ignore_the_lock(
+    backend: Backend, env: dict[str, str], run_spare: SpareRunner, backed_up: Path, tmp_path: Path
+) -> None:
+    """A lock keeps the backup from changing; reading it stays possible. A lock left by a killed
+    run must never stand between a sysadmin and an urgent restore.
+    """
+    assert_ok(run_spare("lock", env=env))
+    locked = backend.objects()
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    assert_trees_equal(snapshot_tree(backed_up), snapshot_tree(target))
+    assert_ok(run_spare("verify", "--path", backed_up, env=env))
+    assert backend.objects() == locked, "restore or verify changed a locked bucket"
+    assert_ok(run_spare("unlock", env=env))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
 from pathlib import Path
 
@@ -18,8 +19,12 @@ from harness import (
     Backend,
     SpareRunner,
     assert_ok,
+    complete_packs,
+    describe,
+    finish,
     stored_bytes,
     stray_keys,
+    wait_until,
 )
 from treeutil import (
     MiB,
@@ -395,3 +400,73 @@ def test_small_files_share_packs(
     target = tmp_path / "restored"
     assert_ok(run_spare("restore", "--path", target, env=env))
     assert snapshot_tree(target) == snapshot_tree(source)
+
+
+def test_files_vanishing_during_create(
+    file_backend: Backend, password: str, run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """Files deleted while create runs (log rotation, temp files) are reported, never a crash.
+
+    The run is frozen (SIGSTOP) once a pack is stored, files not yet read are deleted, and it
+    goes on (SIGCONT). It ends with 0 or 3 (files that vanished); with 3 it names only files
+    that did vanish. Whatever it stored restores, each file whole and as it was.
+    """
+    env = {**file_backend.env, "SPARE_PASSWORD": password}
+    source = tmp_path / "source"
+    contents = {f"data/part-{index}.bin": os.urandom(6 * MiB) for index in range(8)}
+    for rel, data in contents.items():
+        write_file(source / rel, data, 0o644)
+    doomed = [f"data/part-{index}.bin" for index in range(4, 8)]
+
+    proc = run_spare.popen("create", "--path", source, env=env)
+    try:
+        uploading = wait_until(
+            lambda: bool(complete_packs(file_backend.objects())) or proc.poll() is not None, 120
+        )
+        assert uploading and proc.poll() is None, "create ended before files could vanish"
+        proc.send_signal(signal.SIGSTOP)
+        for rel in doomed:
+            (source / rel).unlink()
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        result = finish(proc)
+    assert result.returncode in {0, 3}, describe(result)
+    assert "Traceback" not in result.stderr, describe(result)
+    if result.returncode == 3:
+        named = [rel for rel in contents if rel in result.stderr]
+        assert named and set(named) <= set(doomed), describe(result)
+
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    restored = {path.relative_to(target).as_posix() for path in (target / "data").iterdir()}
+    assert set(contents) - set(doomed) <= restored, sorted(restored)
+    for rel in restored:
+        assert (target / rel).read_bytes() == contents[rel], f"{rel} restored damaged"
+
+
+def test_change_behind_an_unchanged_mtime_is_backed_up(
+    backend: Backend, env: dict[str, str], run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """The files cache must not trust size and mtime alone: tools that rewrite a file and put
+    its mtime back (rsync --times, package managers, tar -x) change the ctime or the inode.
+    """
+    source = tmp_path / "source"
+    write_file(source / "in-place.bin", os.urandom(64 * 1024), 0o644)
+    write_file(source / "replaced.bin", os.urandom(64 * 1024), 0o644)
+    set_odd_mtimes(source)
+    assert_ok(run_spare("create", "--path", source, env=env))
+
+    old = (source / "in-place.bin").stat()
+    with open(source / "in-place.bin", "r+b") as handle:  # same inode, same size
+        handle.write(os.urandom(64 * 1024))
+    os.utime(source / "in-place.bin", ns=(old.st_atime_ns, old.st_mtime_ns))
+    old = (source / "replaced.bin").stat()
+    write_file(source / "replacement.tmp", os.urandom(64 * 1024), 0o644)  # new inode
+    os.utime(source / "replacement.tmp", ns=(old.st_atime_ns, old.st_mtime_ns))
+    os.replace(source / "replacement.tmp", source / "replaced.bin")
+    expected = snapshot_tree(source)
+
+    assert_ok(run_spare("create", "--path", source, env=env))
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    assert_trees_equal(expected, snapshot_tree(target))

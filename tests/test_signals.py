@@ -68,6 +68,9 @@ def test_interrupted_first_run(
     run_spare: SpareRunner,
     tmp_path: Path,
 ) -> None:
+    """The README's promise for 143/130: no snapshot, the lock released, uploads whole (nothing
+    left under a temporary name), and the next run keeps every pack already uploaded.
+    """
     source = tmp_path / "source"
     build_big_tree(source)
     expected_tree = snapshot_tree(source)
@@ -76,6 +79,9 @@ def test_interrupted_first_run(
 
     interrupted = backend.objects()
     assert not [key for key in interrupted if key.startswith(SNAPSHOTS)], sorted(interrupted)
+    assert not stray_keys(interrupted), (
+        f"left behind (lock? partial upload?): {stray_keys(interrupted)}"
+    )
     kept_packs = {key: data for key, data in interrupted.items() if key.startswith(PACKS)}
     assert kept_packs, "the packs uploaded before the signal should stay for the next run"
 

@@ -39,10 +39,11 @@ class Context:
 
     def open(self, *, create: bool = False, compression: str | None = "lzma") -> Repository:
         return Repository.open(
-            self.storage(),
+            self.storage,
             self.password,
             self.plugins,
             self.cache_root,
+            location=f"{self.location.scheme}:{self.location.url}/{self.location.bucket}",
             create=create,
             compression=compression,
         )

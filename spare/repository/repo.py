@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import hashlib
 import json
 import logging
 import os
@@ -10,7 +12,7 @@ import shutil
 import socket
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -24,6 +26,7 @@ from spare.errors import (
     ObjectExists,
     ObjectNotFound,
     RepositoryDamaged,
+    WrongPassword,
 )
 from spare.keys import KdfParams, KeyRing, unwrap_master_key, wrap_master_key
 from spare.lock import LockHeld
@@ -81,6 +84,30 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+class KnownConfigs:
+    """The configs of the buckets this host has opened, by location, to derive keys early."""
+
+    def __init__(self, cache_root: Path) -> None:
+        self.dir = cache_root / "buckets"
+
+    def _path(self, location: str) -> Path:
+        return self.dir / f"{hashlib.sha256(location.encode()).hexdigest()[:32]}.json"
+
+    def get(self, location: str) -> dict[str, Any] | None:
+        try:
+            config = json.loads(self._path(location).read_text())
+        except (OSError, ValueError):
+            return None
+        return config if isinstance(config, dict) else None
+
+    def put(self, location: str, config: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self._path(location)
+        tmp = path.with_suffix(f".tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(config))
+        os.replace(tmp, path)
+
+
 class Repository:
     def __init__(
         self,
@@ -106,26 +133,40 @@ class Repository:
     @classmethod
     def open(
         cls,
-        storage: Storage,
+        connect: Callable[[], Storage],
         password: str,
         plugins: Plugins,
         cache_root: Path,
         *,
+        location: str,
         create: bool = False,
         compression: str | None = "lzma",
     ) -> Repository:
-        """Open the bucket; with ``create``, make an empty or missing one a repository.
+        """Open the bucket ``connect()`` reaches; with ``create``, make an empty one a repository.
 
         Raises before anything is written when the password is wrong or the bucket is not spare's.
+        When this host has opened the bucket before, the key is derived from the config it
+        remembers *before* connecting: the KDF's memory and the S3 client's are then never
+        needed at the same time. The bucket's config is still read, and wins if it differs.
         """
+        remembered = KnownConfigs(cache_root).get(location)
+        early = None
+        if remembered is not None:
+            with contextlib.suppress(WrongPassword, RepositoryDamaged):
+                early = cls._unlock(remembered, password)
+        storage = connect()
         config = cls._read_config(storage)
         if config is None:
             if not create:
                 raise NoSnapshot("there is no backup in this bucket (it is empty or missing)")
             config, keys = cls._initialise(storage, password)
-            if keys is not None:
-                return cls(storage, config, keys, plugins, cache_root, compression)
-        return cls(storage, config, cls._unlock(config, password), plugins, cache_root, compression)
+        else:
+            keys = early if early is not None and config == remembered else None
+        if keys is None:
+            keys = cls._unlock(config, password)
+        if config != remembered:
+            KnownConfigs(cache_root).put(location, config)
+        return cls(storage, config, keys, plugins, cache_root, compression)
 
     @staticmethod
     def _unlock(config: dict[str, Any], password: str) -> KeyRing:
