@@ -6,7 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
-from harness import EXIT_VERIFY_FAILED, PACKS, Backend, SpareRunner, assert_ok, describe
+from harness import (
+    EXIT_VERIFY_FAILED,
+    PACKS,
+    Backend,
+    SpareRunner,
+    assert_ok,
+    describe,
+    largest,
+)
 from treeutil import write_file
 
 pytestmark = pytest.mark.timeout(180)
@@ -26,8 +34,9 @@ def test_one_flipped_byte_damages_one_file(
     env = {**file_backend.env, "SPARE_PASSWORD": password}
     assert_ok(run_spare("create", "--path", source, env=env))
 
-    [(key, data)] = [(k, v) for k, v in file_backend.objects().items() if k.startswith(PACKS)]
-    damaged = bytearray(data)
+    objects = file_backend.objects()
+    key = largest(objects, PACKS)  # the data pack; the file list has packs of its own
+    damaged = bytearray(objects[key])
     damaged[len(damaged) // 3] ^= 0x01  # inside some file's blob, far from the listing
     file_backend.put(key, bytes(damaged))
 

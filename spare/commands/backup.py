@@ -125,6 +125,9 @@ def _backup(
         cache_dir = os.fsencode(os.path.realpath(ctx.cache_root))
         skip = Skipper(options.skip, absolute=[cache_dir])
         files, total = _walk(os.fsencode(source), skip, warn, store, cache, manifest)
+        # The file list goes into packs of its own: losing a data pack then costs the files
+        # in it, never the list of every file.
+        store.packs.flush()
         manifest_ids = store.store_stream(manifest.finish())
         cache.add_live(manifest_ids)
         store.finish()
@@ -209,7 +212,8 @@ def _entry(found: Found, warn: Warnings) -> Entry | None:
     st = found.stat
     kind = _TYPES.get(stat.S_IFMT(st.st_mode))
     if kind is None:
-        warn(f"{os.fsdecode(found.path)}: skipped (sockets and doors are not backed up)")
+        # A socket is made by the program that listens on it; restoring one would mean nothing.
+        warn.note(f"{os.fsdecode(found.path)}: socket skipped (sockets are never backed up)")
         return None
     entry = Entry(
         path=found.relative,

@@ -59,6 +59,10 @@ class Warnings:
         self.count += 1
         print(f"spare: warning: {message}", file=sys.stderr, flush=True)
 
+    def note(self, message: str) -> None:
+        """Say something worth knowing that is no fault: the exit code stays 0."""
+        print(f"spare: note: {message}", file=sys.stderr, flush=True)
+
 
 @lru_cache(maxsize=4096)
 def user_name(uid: int) -> str | None:
