@@ -73,28 +73,9 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def make_context(
-    endpoint: str | None,
-    access_key: str | None,
-    secret_key: str | None,
-    password: str | None,
-    password_file: str | None,
-    bucket: str | None,
-    verbose: bool,
-) -> Any:
-    from spare.commands.common import Context
-    from spare.storage import parse_endpoint
-
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="spare: %(message)s",
-        stream=sys.stderr,
-    )
-    location = parse_endpoint(endpoint, bucket, access_key, secret_key)
-    return Context(location, read_password(password, password_file), cache_root(), verbose=verbose)
-
-
 def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the connection options into a :class:`spare.commands.common.Context` argument."""
+
     @functools.wraps(command)
     def wrapper(
         endpoint: str | None,
@@ -106,10 +87,17 @@ def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
         verbose: bool,
         **kwargs: Any,
     ) -> Any:
-        from spare.commands.common import interruptible
+        from spare.commands.common import Context, interruptible
+        from spare.storage import parse_endpoint
 
-        ctx = make_context(
-            endpoint, access_key, secret_key, password, password_file, bucket, verbose
+        logging.basicConfig(
+            level=logging.INFO if verbose else logging.WARNING,
+            format="spare: %(message)s",
+            stream=sys.stderr,
+        )
+        location = parse_endpoint(endpoint, bucket, access_key, secret_key)
+        ctx = Context(
+            location, read_password(password, password_file), cache_root(), verbose=verbose
         )
         with interruptible():
             return command(ctx, **kwargs)

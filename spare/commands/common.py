@@ -15,9 +15,9 @@ from functools import lru_cache
 from pathlib import Path
 from types import FrameType
 
-from spare.errors import Interrupted
+from spare.errors import Interrupted, NoSnapshot
 from spare.plugins import Plugins
-from spare.repository.repo import Repository
+from spare.repository.repo import Repository, Snapshot
 from spare.storage import RetryingStorage, Storage, StorageLocation
 
 log = logging.getLogger("spare")
@@ -47,6 +47,25 @@ class Context:
             create=create,
             compression=compression,
         )
+
+
+@contextmanager
+def reading(ctx: Context, command: str) -> Iterator[tuple[Repository, Snapshot]]:
+    """The repository and its snapshot, for a command that only reads (restore, verify).
+
+    The lock is held so that no create prunes what is being read; a lock set by ``spare lock``
+    freezes the backup and is no obstacle.
+    """
+    repo = ctx.open()
+    try:
+        with repo.locked(command, under_manual_lock=True):
+            snapshot = repo.latest_snapshot()
+            if snapshot is None:
+                raise NoSnapshot("there is no backup in this bucket yet")
+            repo.sync_index()
+            yield repo, snapshot
+    finally:
+        repo.close()
 
 
 class Warnings:

@@ -17,10 +17,9 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 
-from spare.commands.common import Context, Warnings, group_id, log, user_id
+from spare.commands.common import Context, Warnings, group_id, log, reading, user_id
 from spare.errors import (
     CompletedWithWarnings,
-    NoSnapshot,
     ObjectNotFound,
     RepositoryDamaged,
     TargetNotEmpty,
@@ -38,16 +37,8 @@ GAP = 1 << 20
 def restore(ctx: Context, target: str) -> dict[str, int]:
     target = os.path.abspath(target)
     _check_target(target)
-    repo = ctx.open()
-    try:
-        with repo.locked("restore", under_manual_lock=True):
-            snapshot = repo.latest_snapshot()
-            if snapshot is None:
-                raise NoSnapshot("there is no backup in this bucket yet")
-            repo.sync_index()
-            return Restorer(repo, target).run(snapshot.manifest_ids)
-    finally:
-        repo.close()
+    with reading(ctx, "restore") as (repo, snapshot):
+        return Restorer(repo, target).run(snapshot.manifest_ids)
 
 
 def _check_target(target: str) -> None:

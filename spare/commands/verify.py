@@ -7,8 +7,8 @@ import sqlite3
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from spare.commands.common import Context
-from spare.errors import NoSnapshot, ObjectNotFound, RepositoryDamaged, VerifyFailed
+from spare.commands.common import Context, reading
+from spare.errors import ObjectNotFound, RepositoryDamaged, VerifyFailed
 from spare.repository import objects
 from spare.repository.manifest import read_manifest
 from spare.repository.packs import blob_context, read_pack
@@ -16,16 +16,8 @@ from spare.repository.repo import Repository
 
 
 def verify(ctx: Context) -> dict[str, int]:
-    repo = ctx.open()
-    try:
-        with repo.locked("verify", under_manual_lock=True):
-            snapshot = repo.latest_snapshot()
-            if snapshot is None:
-                raise NoSnapshot("there is no backup in this bucket yet")
-            repo.sync_index()
-            return Verifier(repo).run(snapshot.manifest_ids)
-    finally:
-        repo.close()
+    with reading(ctx, "verify") as (repo, snapshot):
+        return Verifier(repo).run(snapshot.manifest_ids)
 
 
 class Verifier:
