@@ -510,14 +510,30 @@ def log_tail(log: Path, start: int, lines: int = 6) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+# Linux keeps a process's peak RSS across execve, and a child starts from its parent's at fork:
+# measured directly, every tool would inherit this script's own size (tens of MiB once a large
+# data set was generated). A small interpreter forks the tool instead and reports its rusage.
+TRAMPOLINE = """
+import json, os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    json.dump([usage.ru_maxrss, usage.ru_utime + usage.ru_stime], out)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_measured(
     argv: list[str], *, env: dict[str, str], cwd: Path, log: Path, timeout: float
 ) -> Proc:
-    """Run argv, wait for it with wait4 and return wall time, user+sys CPU and peak RSS.
+    """Run argv and return wall time, user+sys CPU and peak RSS (of argv's process only).
 
-    The child runs in its own session with output appended to log. ru_maxrss from wait4 is the
-    peak resident set of the child (or its largest waited-for descendant), in KiB on Linux.
+    The child runs in its own session with output appended to log; see TRAMPOLINE for why it is
+    started through a small forking interpreter.
     """
+    usage_file = log.with_suffix(".usage")
     with open(log, "ab") as out:
         out.write(f"\n$ (cd {shlex.quote(str(cwd))} && {shlex.join(argv)})\n".encode())
         out.flush()
@@ -525,7 +541,7 @@ def run_measured(
         timed_out: list[bool] = []
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            argv,
+            [sys.executable, "-S", "-c", TRAMPOLINE, str(usage_file), *argv],
             env=env,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
@@ -545,11 +561,15 @@ def run_measured(
             timer.cancel()
         wall = time.perf_counter() - t0
         proc.returncode = rc = os.waitstatus_to_exitcode(status)
+    try:
+        maxrss_kib, cpu = json.loads(usage_file.read_text())
+    except (OSError, ValueError):  # killed before it could report: fall back to its own figures
+        maxrss_kib, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
     return Proc(
         rc=rc,
         wall=wall,
-        cpu=usage.ru_utime + usage.ru_stime,
-        rss_mib=usage.ru_maxrss / 1024,
+        cpu=cpu,
+        rss_mib=maxrss_kib / 1024,
         tail=log_tail(log, start_offset),
         timed_out=bool(timed_out),
     )

@@ -22,6 +22,10 @@ from spare.storage import RetryingStorage, Storage, StorageLocation
 
 log = logging.getLogger("spare")
 
+#: Packs that restore and verify read at once: enough to hide S3 latency and to decompress on
+#: every core, few enough that the threads do not spend their time contending for the GIL.
+READERS = 4
+
 
 @dataclass
 class Context:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 
-from spare.commands.common import Context, Warnings, group_id, log, reading, user_id
+from spare.commands.common import READERS, Context, Warnings, group_id, log, reading, user_id
 from spare.errors import (
     CompletedWithWarnings,
     ObjectNotFound,
@@ -165,8 +165,7 @@ class Restorer:
         self.db.execute("CREATE INDEX places_by_pack ON places(pack, offset)")
         packs = [row[0] for row in self.db.execute("SELECT DISTINCT pack FROM places")]
         transforms = {pack: self.repo.cache.pack_info(pack).transforms for pack in packs}
-        workers = min(8, 2 * (os.cpu_count() or 1))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with ThreadPoolExecutor(max_workers=READERS) as pool:
             for _ in pool.map(lambda pack: self._restore_pack(pack, transforms[pack]), packs):
                 pass
 

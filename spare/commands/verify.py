@@ -7,7 +7,7 @@ import sqlite3
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from spare.commands.common import Context, reading
+from spare.commands.common import READERS, Context, reading
 from spare.errors import ObjectNotFound, RepositoryDamaged, VerifyFailed
 from spare.repository import objects
 from spare.repository.manifest import read_manifest
@@ -33,8 +33,7 @@ class Verifier:
     def run(self, manifest_ids: list[bytes]) -> dict[str, int]:
         try:
             packs = sorted(self.repo.cache.pack_names())
-            workers = min(8, 2 * (os.cpu_count() or 1))
-            with ThreadPoolExecutor(max_workers=workers) as pool:
+            with ThreadPoolExecutor(max_workers=READERS) as pool:
                 for good in pool.map(self._check_pack, packs):
                     self.db.executemany(
                         "INSERT OR IGNORE INTO good VALUES(?)", ((chunk,) for chunk in good)
