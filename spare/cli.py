@@ -168,13 +168,26 @@ def create(
 @cli.command()
 @pass_context
 @click.option("--path", envvar="SPARE_PATH", help="Where to restore (an empty or new directory).")
-def restore(ctx: Any, path: str | None) -> None:
+@click.option(
+    "--include",
+    multiple=True,
+    help="Restore only this path (relative to the backed-up directory; globs allowed) and "
+    "what lies below it. Repeatable.",
+)
+@click.option(
+    "--numeric-owner",
+    is_flag=True,
+    envvar="SPARE_NUMERIC_OWNER",
+    help="Restore owners by their numeric ids, ignoring user and group names.",
+)
+def restore(ctx: Any, path: str | None, include: tuple[str, ...], numeric_owner: bool) -> None:
     """Restore the backup into --path, which must be empty or not exist."""
+    from spare.commands.restore import RestoreOptions
     from spare.commands.restore import restore as run
 
     if not path:
         raise UsageError("no path given: use --path or SPARE_PATH")
-    stats = run(ctx, path)
+    stats = run(ctx, RestoreOptions(path, list(include), numeric_owner))
     say(ctx, f"restored {stats['files']} files, {stats['bytes']} bytes")
 
 

@@ -1,4 +1,10 @@
-"""Walking the tree to back up: depth first, names sorted bytewise, never following symlinks."""
+"""Walking the tree to back up: depth first, names sorted bytewise, never following symlinks.
+
+Every entry is reached relative to an open descriptor of its directory (``openat(2)`` and
+friends), never by its full path: paths may be far longer than ``PATH_MAX`` (a tree 60 levels deep
+with long names), and a directory renamed or replaced by a symlink during the walk cannot lead
+the walk outside the tree.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,34 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
 
 @dataclass(frozen=True)
 class Found:
+    """One entry: its path below the root, and where to reach it (``dir_fd`` + ``name``)."""
+
     relative: bytes
-    path: bytes
+    path: bytes  # for messages and --skip only: it may be too long for a system call
+    dir_fd: int
+    name: bytes
     stat: os.stat_result
+
+    def open(self, flags: int) -> int:
+        return os.open(self.name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.dir_fd)
+
+    def readlink(self) -> bytes:
+        return os.readlink(self.name, dir_fd=self.dir_fd)
+
+    @property
+    def short_path(self) -> bytes:
+        """A path that reaches the entry itself (not what a symlink points to) and always fits a
+        system call, for the calls that take no directory descriptor (extended attributes)."""
+        return b"/proc/self/fd/%d/%s" % (self.dir_fd, self.name)
+
+    @property
+    def display(self) -> str:
+        return os.fsdecode(self.path)
 
 
 def normalise_skip(pattern: str) -> bytes:
@@ -25,7 +53,11 @@ def normalise_skip(pattern: str) -> bytes:
 
 
 class Skipper:
-    """Decides which relative paths ``--skip`` names (exact paths, or glob patterns)."""
+    """Decides which relative paths ``--skip`` names: exact paths, or glob patterns.
+
+    Patterns are matched against the whole path below ``--path`` (``fnmatch``: ``*`` matches
+    across ``/`` too); a skipped directory is not entered.
+    """
 
     def __init__(self, patterns: list[str], absolute: list[bytes] | None = None) -> None:
         self.exact = set()
@@ -44,48 +76,98 @@ class Skipper:
         return any(fnmatch.fnmatchcase(relative, glob) for glob in self.globs)
 
 
+def open_root(root: bytes) -> tuple[int, bytes, os.stat_result]:
+    """The directory holding the root, the root's name in it, and the root's stat.
+
+    The root itself may be a symlink (followed, at the top only), a directory or a file.
+    """
+    real = os.path.realpath(root)
+    parent, name = os.path.split(real)
+    dir_fd = os.open(parent or b"/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        st = os.stat(name or b".", dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        os.close(dir_fd)
+        raise
+    return dir_fd, name or b".", st
+
+
 def walk(
     root: bytes, skip: Callable[[bytes, bytes], bool], warn: Callable[[str], None]
 ) -> Iterator[Found]:
     """Yield the root (relative path ``.``) and every entry below it, parents before children.
 
     A directory that cannot be listed is yielded, with a warning, but not entered; an entry that
-    vanishes between listing and ``lstat`` is left out with a warning.
+    vanishes between listing and ``lstat`` is left out with a warning. A ``Found``'s descriptor
+    stays open until the walk leaves its directory.
     """
-    yield Found(b".", root, os.stat(root))
-    stack: list[Iterator[tuple[bytes, bytes]]] = [_children(b"", root, warn)]
-    while stack:
-        try:
-            relative, path = next(stack[-1])
-        except StopIteration:
-            stack.pop()
-            continue
-        if skip(relative, path):
-            continue
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            warn(f"{os.fsdecode(path)}: vanished before it could be read")
-            continue
-        except OSError as exc:
-            warn(f"{os.fsdecode(path)}: cannot stat ({exc.strerror})")
-            continue
-        yield Found(relative, path, st)
-        if stat.S_ISDIR(st.st_mode):
-            stack.append(_children(relative + b"/", path, warn))
-
-
-def _children(
-    prefix: bytes, path: bytes, warn: Callable[[str], None]
-) -> Iterator[tuple[bytes, bytes]]:
+    parent_fd, root_name, root_stat = open_root(root)
     try:
-        with os.scandir(path) as entries:
-            names = sorted(entry.name for entry in entries)
-    except FileNotFoundError:
-        warn(f"{os.fsdecode(path)}: directory vanished while being read")
-        return
-    except OSError as exc:
-        warn(f"{os.fsdecode(path)}: cannot list directory ({exc.strerror})")
-        return
-    for name in names:
-        yield prefix + name, os.path.join(path, name)
+        yield Found(b".", root, parent_fd, root_name, root_stat)
+        if not stat.S_ISDIR(root_stat.st_mode):
+            return
+        stack = [_Level.enter(b"", root, parent_fd, root_name, warn)]
+        while stack:
+            level = stack[-1]
+            name = level.next_name()
+            if name is None:
+                stack.pop().close()
+                continue
+            relative = level.prefix + name
+            path = os.path.join(level.path, name)
+            if skip(relative, path):
+                continue
+            try:
+                st = os.stat(name, dir_fd=level.fd, follow_symlinks=False)
+            except FileNotFoundError:
+                warn(f"{os.fsdecode(path)}: vanished before it could be read")
+                continue
+            except OSError as exc:
+                warn(f"{os.fsdecode(path)}: cannot stat ({exc.strerror})")
+                continue
+            yield Found(relative, path, level.fd, name, st)
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(_Level.enter(relative + b"/", path, level.fd, name, warn))
+    finally:
+        os.close(parent_fd)
+
+
+class _Level:
+    """An open directory of the walk and the sorted names still to visit in it."""
+
+    def __init__(self, prefix: bytes, path: bytes, fd: int, names: list[bytes]) -> None:
+        self.prefix = prefix
+        self.path = path
+        self.fd = fd
+        self.names = names
+        self.index = 0
+
+    @classmethod
+    def enter(
+        cls, prefix: bytes, path: bytes, parent_fd: int, name: bytes, warn: Callable[[str], None]
+    ) -> _Level:
+        try:
+            fd = os.open(name, DIRECTORY_FLAGS, dir_fd=parent_fd)
+        except FileNotFoundError:
+            warn(f"{os.fsdecode(path)}: directory vanished while being read")
+            return cls(prefix, path, -1, [])
+        except OSError as exc:
+            warn(f"{os.fsdecode(path)}: cannot open directory ({exc.strerror})")
+            return cls(prefix, path, -1, [])
+        try:
+            with os.scandir(fd) as entries:
+                names = sorted(os.fsencode(entry.name) for entry in entries)
+        except OSError as exc:
+            warn(f"{os.fsdecode(path)}: cannot list directory ({exc.strerror})")
+            names = []
+        return cls(prefix, path, fd, names)
+
+    def next_name(self) -> bytes | None:
+        if self.index == len(self.names):
+            return None
+        self.index += 1
+        return self.names[self.index - 1]
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)

@@ -9,6 +9,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 
+from spare import xattrs
 from spare.commands.common import (
     Context,
     Warnings,
@@ -72,18 +73,22 @@ def create(ctx: Context, options: BackupOptions) -> dict[str, int]:
 
 
 def _check_source(source: str) -> os.stat_result:
+    """The stat of what ``--path`` names: a directory (through a symlink, too) or a file."""
     try:
         st = os.stat(source)
-        if not stat.S_ISDIR(st.st_mode):
-            raise SourceUnavailable(f"{source} is not a directory: give the directory to back up")
-        with os.scandir(source):
-            pass
+        if stat.S_ISDIR(st.st_mode):
+            with os.scandir(source):
+                pass
+        elif stat.S_ISREG(st.st_mode):
+            os.close(os.open(source, os.O_RDONLY | os.O_CLOEXEC))
+        else:
+            raise SourceUnavailable(f"{source} is neither a directory nor a file: check --path")
     except FileNotFoundError:
         raise SourceUnavailable(f"{source} does not exist: check --path") from None
     except PermissionError:
         raise SourceUnavailable(f"{source} cannot be read: run spare as a user who can") from None
     except NotADirectoryError:
-        raise SourceUnavailable(f"{source} is not a directory: check --path") from None
+        raise SourceUnavailable(f"{source} is not reachable: check --path") from None
     return st
 
 
@@ -213,7 +218,7 @@ def _entry(found: Found, warn: Warnings) -> Entry | None:
     kind = _TYPES.get(stat.S_IFMT(st.st_mode))
     if kind is None:
         # A socket is made by the program that listens on it; restoring one would mean nothing.
-        warn.note(f"{os.fsdecode(found.path)}: socket skipped (sockets are never backed up)")
+        warn.note(f"{found.display}: socket skipped (sockets are never backed up)")
         return None
     entry = Entry(
         path=found.relative,
@@ -225,13 +230,18 @@ def _entry(found: Found, warn: Warnings) -> Entry | None:
         group=group_name(st.st_gid),
         mtime_ns=st.st_mtime_ns,
     )
-    if kind == mf.SYMLINK:
-        try:
-            entry.target = os.readlink(found.path)
-        except OSError as exc:
-            warn(f"{os.fsdecode(found.path)}: cannot read link ({exc.strerror})")
-            return None
-    elif kind in (mf.CHAR_DEVICE, mf.BLOCK_DEVICE):
+    try:
+        if kind == mf.SYMLINK:
+            entry.target = found.readlink()
+        elif kind != mf.FILE:  # a file's attributes are read from its open descriptor
+            entry.xattrs = xattrs.read(found.short_path)
+    except FileNotFoundError:
+        warn(f"{found.display}: vanished before it could be read")
+        return None
+    except OSError as exc:
+        warn(f"{found.display}: cannot read ({exc.strerror})")
+        return None
+    if kind in (mf.CHAR_DEVICE, mf.BLOCK_DEVICE):
         entry.rdev = st.st_rdev
     return entry
 
@@ -243,15 +253,20 @@ def _file_content(
     st = found.stat
     known = cache.lookup_file(found.relative, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     if known is not None:
+        try:
+            entry.xattrs = xattrs.read(found.short_path)
+        except OSError:
+            known = None  # gone or changed since the walk saw it: read it as a new file
+    if known is not None:
         entry.size = st.st_size
         entry.chunks = [known[i : i + mf.ID_BYTES] for i in range(0, len(known), mf.ID_BYTES)]
         cache.remember_file(
             found.relative, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, known
         )
         return True
-    name = os.fsdecode(found.path)
+    name = found.display
     try:
-        fd = _open(found.path)
+        fd = _open(found)
     except FileNotFoundError:
         warn(f"{name}: vanished before it could be read")
         return False
@@ -259,6 +274,10 @@ def _file_content(
         warn(f"{name}: cannot open ({exc.strerror})")
         return False
     with os.fdopen(fd, "rb", buffering=0) as file:
+        try:
+            entry.xattrs = xattrs.read(fd)
+        except OSError as exc:
+            warn(f"{name}: cannot read extended attributes ({exc.strerror})")
         for attempt in range(REREADS + 1):
             before = os.fstat(fd)
             file.seek(0)
@@ -292,15 +311,15 @@ def _same_version(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns)
 
 
-def _open(path: bytes) -> int:
-    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+def _open(found: Found) -> int:
+    flags = os.O_RDONLY
     noatime = getattr(os, "O_NOATIME", 0)
     try:
-        return os.open(path, flags | noatime)
+        return found.open(flags | noatime)
     except PermissionError:
         if not noatime:
             raise
-        return os.open(path, flags)  # O_NOATIME needs ownership or CAP_FOWNER
+        return found.open(flags)  # O_NOATIME needs ownership or CAP_FOWNER
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # replaced by a symlink since the walk
             raise FileNotFoundError(exc.errno, exc.strerror) from exc

@@ -1,44 +1,56 @@
-"""``spare restore``: recreate the snapshot's tree in an empty or new directory.
+"""``spare restore``: recreate the snapshot's tree, or part of it, in an empty or new directory.
 
-Three passes keep it fast and safe: (1) stream the manifest and create every entry, recording
-where each chunk goes in a scratch SQLite table; (2) read the packs, each once, in parallel, and
-write every chunk to all places that need it; (3) apply owners, modes and times, deepest first,
-so that read-only directories are filled before they are closed.
+Three passes keep it fast and safe: (1) stream the manifest and create every entry through the
+target's directory descriptors (see :mod:`spare.commands.target`), recording where each chunk
+goes in a scratch SQLite table; (2) read the packs, each once, in parallel, and write every chunk
+to all places that need it, leaving runs of zeros as holes; (3) apply owners, attributes, modes
+and times, deepest first, so that read-only directories are filled before they are closed.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import sqlite3
-import stat
 import sys
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from itertools import groupby
 
-from spare.commands.common import READERS, Context, Warnings, group_id, log, reading, user_id
+from spare.commands.common import READERS, Context, Warnings, group_id, reading, user_id
+from spare.commands.target import Target
 from spare.errors import (
     CompletedWithWarnings,
     ObjectNotFound,
     RepositoryDamaged,
     TargetNotEmpty,
+    UsageError,
     VerifyFailed,
 )
+from spare.fstree import normalise_skip
 from spare.repository import manifest as mf
 from spare.repository import objects
 from spare.repository.manifest import Entry, read_manifest
-from spare.repository.repo import Repository
+from spare.repository.repo import Repository, Snapshot
 
 #: Two packs' worth of bytes between two wanted blobs are read through rather than split.
 GAP = 1 << 20
 
 
-def restore(ctx: Context, target: str) -> dict[str, int]:
-    target = os.path.abspath(target)
+@dataclass
+class RestoreOptions:
+    path: str
+    include: list[str] = field(default_factory=list)
+    numeric_owner: bool = False
+
+
+def restore(ctx: Context, options: RestoreOptions) -> dict[str, int]:
+    target = os.path.abspath(options.path)
     _check_target(target)
     with reading(ctx, "restore") as (repo, snapshot):
-        return Restorer(repo, target).run(snapshot.manifest_ids)
+        return Restorer(repo, snapshot, target, options).run()
 
 
 def _check_target(target: str) -> None:
@@ -52,24 +64,34 @@ def _check_target(target: str) -> None:
         pass
     except NotADirectoryError:
         raise TargetNotEmpty(
-            f"{target} is a file: restore into an empty or new directory"
+            f"{target} exists and is a file: restore into an empty or new directory"
         ) from None
 
 
-def safe_relative(path: bytes) -> bytes:
-    """Refuse manifest paths that would leave the target: absolute, empty parts, ``..``."""
-    if path == b".":
-        return path
-    parts = path.split(b"/")
-    if path.startswith(b"/") or any(part in (b"", b".", b"..") for part in parts) or b"\0" in path:
-        raise RepositoryDamaged(f"the manifest holds an unsafe path {path!r}; refusing to restore")
-    return path
+class Selection:
+    """Which entries ``--include`` selects: those a pattern names, and everything below them."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.patterns = [normalise_skip(pattern) for pattern in patterns]
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+    def names(self, path: bytes) -> bool:
+        return any(
+            path == pattern or fnmatch.fnmatchcase(path, pattern) for pattern in self.patterns
+        )
 
 
 class Restorer:
-    def __init__(self, repo: Repository, target: str) -> None:
+    def __init__(
+        self, repo: Repository, snapshot: Snapshot, target: str, options: RestoreOptions
+    ) -> None:
         self.repo = repo
-        self.target = os.fsencode(target)
+        self.snapshot = snapshot
+        self.target_path = os.fsencode(target)
+        self.options = options
+        self.selection = Selection(options.include)
         self.warn = Warnings()
         self.is_root = os.geteuid() == 0
         self.scratch_dir = repo.scratch_dir("restore")
@@ -80,81 +102,133 @@ class Restorer:
             "CREATE TABLE places(pack TEXT, offset INTEGER, length INTEGER, id BLOB, path BLOB,"
             " at INTEGER);"
             "CREATE TABLE late(seq INTEGER PRIMARY KEY, entry BLOB);"
+            "CREATE TABLE unselected(path BLOB PRIMARY KEY, entry BLOB) WITHOUT ROWID;"
         )
+        self.target: Target | None = None
         self.files = 0
         self.bytes = 0
         self.damaged: set[bytes] = set()
         self.damaged_lock = threading.Lock()
+        self.relinked: dict[bytes, bytes] = {}
+        self.late_count = 0
 
-    def run(self, manifest_ids: list[bytes]) -> dict[str, int]:
+    def run(self) -> dict[str, int]:
         try:
-            os.makedirs(self.target, mode=0o700, exist_ok=True)
-            self._create_entries(manifest_ids)
+            self._create_entries()
             self._write_contents()
             self._apply_metadata()
         finally:
             self.db.close()
             self.scratch_dir.cleanup()
+            if self.target is not None:
+                self.target.close()
+        assert self.target is not None
         for path in sorted(self.damaged):
-            print(f"spare: damaged: {os.fsdecode(path)}", file=sys.stderr, flush=True)
+            print(f"spare: damaged: {self.target.display(path)}", file=sys.stderr, flush=True)
         if self.damaged:
             raise VerifyFailed(
                 f"restored, but {len(self.damaged)} files are damaged in the backup and were "
                 "restored incomplete (listed above); run 'spare verify'"
             )
+        if self.selection and self.files == 0 and self.late_count <= 1:
+            raise UsageError("--include matched nothing in the backup; nothing was restored")
         if self.warn.count:
             raise CompletedWithWarnings(f"restored, with {self.warn.count} warnings (see above)")
         return {"files": self.files, "bytes": self.bytes}
 
-    def _path(self, relative: bytes) -> bytes:
-        return mf.entry_path(self.target, safe_relative(relative))
-
     # -- pass 1 -----------------------------------------------------------------------------
-    def _create_entries(self, manifest_ids: list[bytes]) -> None:
-        seq = 0
-        for entry in read_manifest(manifest_ids, self.repo.read_chunk):
-            path = self._path(entry.path)
-            if entry.type == mf.DIRECTORY:
-                if entry.path != b".":
-                    os.mkdir(path, 0o700)
-            elif entry.type == mf.FILE:
-                if entry.link is not None:
-                    os.link(self._path(entry.link), path)
-                    continue  # metadata is shared with the first name
-                self._create_file(path, entry)
-            elif entry.type == mf.SYMLINK:
-                assert entry.target is not None
-                os.symlink(entry.target, path)
-            elif entry.type == mf.FIFO:
-                os.mkfifo(path, 0o600)
-            elif self.is_root:
-                kind = stat.S_IFCHR if entry.type == mf.CHAR_DEVICE else stat.S_IFBLK
-                os.mknod(path, 0o600 | kind, entry.rdev)
-            else:
-                self.warn(f"{os.fsdecode(path)}: devices can only be restored as root; skipped")
-                continue
-            seq += 1
-            self.db.execute("INSERT INTO late VALUES(?, ?)", (seq, entry.to_line()))
+    def _open_target(self, root: Entry) -> Entry:
+        """Open the target for the snapshot's root entry; returns the entry to create there."""
+        if root.path != b".":
+            raise RepositoryDamaged("the backup's file list does not start with its root")
+        if root.type == mf.DIRECTORY:
+            os.makedirs(self.target_path, mode=0o700, exist_ok=True)
+            self.target = Target(self.target_path)
+            return root
+        # A backup of a single file: --path names the file, or an empty directory to put it in.
+        if os.path.isdir(self.target_path):
+            directory = self.target_path
+            name = os.path.basename(os.fsencode(self.snapshot.path))
+        else:
+            directory, name = os.path.split(self.target_path)
+            os.makedirs(directory, exist_ok=True)
+        self.target = Target(directory)
+        root.path = name
+        self.target.create(root, devices=self.is_root)
+        return root
+
+    def _create_entries(self) -> None:
+        entries = read_manifest(self.snapshot.manifest_ids, self.repo.read_chunk)
+        root = self._open_target(next(entries))
+        self._late(root)
+        if root.type == mf.FILE:
+            self._places(root)
+        pending: list[Entry] = []  # directories waiting for a selected entry below them
+        chosen: list[bytes] = []  # selected directories whose every descendant is selected
+        for entry in entries:
+            if self.selection:
+                while pending and not entry.path.startswith(pending[-1].path + b"/"):
+                    pending.pop()
+                while chosen and not entry.path.startswith(chosen[-1] + b"/"):
+                    chosen.pop()
+                if not chosen and not self.selection.names(entry.path):
+                    if entry.type == mf.DIRECTORY:
+                        pending.append(entry)
+                    elif entry.type == mf.FILE and entry.link is None:
+                        self.db.execute(
+                            "INSERT INTO unselected VALUES(?, ?)", (entry.path, entry.to_line())
+                        )
+                    continue
+                for ancestor in pending:
+                    self._create(ancestor)
+                pending.clear()
+                if entry.type == mf.DIRECTORY:
+                    chosen.append(entry.path)
+            self._create(entry)
         self.db.commit()
 
-    def _create_file(self, path: bytes, entry: Entry) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            if entry.size:
-                os.ftruncate(fd, entry.size)
-        finally:
-            os.close(fd)
+    def _create(self, entry: Entry) -> None:
+        assert self.target is not None
+        if entry.type == mf.FILE and entry.link is not None:
+            entry = self._resolve_link(entry)
+        if not self.target.create(entry, devices=self.is_root):
+            self.warn(
+                f"{self.target.display(entry.path)}: devices can only be restored as root; skipped"
+            )
+            return
+        if entry.type == mf.FILE and entry.link is not None:
+            return  # shares the first name's inode, data and metadata
+        self._late(entry)
+        if entry.type == mf.FILE:
+            self._places(entry)
+
+    def _resolve_link(self, entry: Entry) -> Entry:
+        """A hardlink whose first name was not restored (--include) becomes a file of its own."""
+        assert entry.link is not None
+        if entry.link in self.relinked:
+            entry.link = self.relinked[entry.link]
+            return entry
+        row = self.db.execute("SELECT entry FROM unselected WHERE path=?", (entry.link,)).fetchone()
+        if row is None:
+            return entry  # the first name was restored: link to it
+        first = Entry.from_line(row[0])
+        self.relinked[entry.link] = entry.path
+        first.path = entry.path
+        return first
+
+    def _late(self, entry: Entry) -> None:
+        self.late_count += 1
+        self.db.execute("INSERT INTO late VALUES(?, ?)", (self.late_count, entry.to_line()))
+
+    def _places(self, entry: Entry) -> None:
         at = 0
         rows = []
         for chunk_id in entry.chunks:
             where = self.repo.cache.locate(chunk_id)
             if where is None:
-                self.warn(
-                    f"{os.fsdecode(path)}: part of it is missing from the bucket, "
-                    "restored incomplete"
-                )
+                self._damaged([entry.path])
                 break
-            rows.append((where.pack, where.offset, where.length, chunk_id, path, at))
+            rows.append((where.pack, where.offset, where.length, chunk_id, entry.path, at))
             at += where.size
         self.db.executemany("INSERT INTO places VALUES(?,?,?,?,?,?)", rows)
         self.files += 1
@@ -170,6 +244,7 @@ class Restorer:
                 pass
 
     def _restore_pack(self, pack: str, transforms: tuple[str, ...]) -> None:
+        assert self.target is not None
         rows = self.db.execute(
             "SELECT offset, length, id, path, at FROM places WHERE pack=? ORDER BY offset", (pack,)
         ).fetchall()
@@ -187,12 +262,10 @@ class Restorer:
                 except RepositoryDamaged:
                     self._damaged(path for _, _, _, path, _ in places)
                     continue
+                if plain.count(0) == len(plain):
+                    continue  # the file was created at its full size: zeros stay a hole
                 for _, _, _, path, at in places:
-                    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
-                    try:
-                        os.pwrite(fd, plain, at)
-                    finally:
-                        os.close(fd)
+                    self.target.write(path, plain, at)
 
     def _damaged(self, paths: Iterable[bytes]) -> None:
         with self.damaged_lock:
@@ -200,28 +273,18 @@ class Restorer:
 
     # -- pass 3 -----------------------------------------------------------------------------
     def _apply_metadata(self) -> None:
+        assert self.target is not None
+        numeric = self.options.numeric_owner
         for (line,) in self.db.execute("SELECT entry FROM late ORDER BY seq DESC"):
             entry = Entry.from_line(line)
-            path = self._path(entry.path)
+            uid = entry.uid if numeric else user_id(entry.user, entry.uid)
+            gid = entry.gid if numeric else group_id(entry.group, entry.gid)
             try:
-                self._apply(path, entry)
+                self.target.apply(entry, uid, gid, chown=self.is_root)
             except OSError as exc:
-                self.warn(f"{os.fsdecode(path)}: cannot set metadata ({exc.strerror})")
-
-    def _apply(self, path: bytes, entry: Entry) -> None:
-        symlink = entry.type == mf.SYMLINK
-        uid = user_id(entry.user, entry.uid)
-        gid = group_id(entry.group, entry.gid)
-        if self.is_root:
-            os.chown(path, uid, gid, follow_symlinks=False)
-        elif (uid, gid) != (os.geteuid(), os.getegid()):
-            try:  # a user may still give a file to a group they belong to
-                os.chown(path, -1, gid, follow_symlinks=False)
-            except OSError:
-                log.debug("cannot set the group of %s", os.fsdecode(path))
-        if not symlink:
-            os.chmod(path, entry.mode)
-        os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
+                self.warn(
+                    f"{self.target.display(entry.path)}: cannot set metadata ({exc.strerror})"
+                )
 
 
 def _ranges(

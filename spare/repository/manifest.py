@@ -54,6 +54,8 @@ class Entry:
     #: For the second and later names of a hardlinked file: the first name.
     link: bytes | None = None
     rdev: int = 0
+    #: Extended attributes kept by spare.xattrs: name -> value.
+    xattrs: dict[str, bytes] = field(default_factory=dict)
 
     def to_line(self) -> bytes:
         data: dict[str, Any] = {
@@ -78,6 +80,8 @@ class Entry:
             data["h"] = _text(self.link)
         if self.rdev:
             data["r"] = self.rdev
+        if self.xattrs:
+            data["x"] = {name: value.hex() for name, value in sorted(self.xattrs.items())}
         return json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode() + b"\n"
 
     @classmethod
@@ -99,8 +103,9 @@ class Entry:
                 target=_raw(data["l"]) if "l" in data else None,
                 link=_raw(data["h"]) if "h" in data else None,
                 rdev=int(data.get("r", 0)),
+                xattrs={name: bytes.fromhex(value) for name, value in data.get("x", {}).items()},
             )
-        except (ValueError, KeyError, TypeError, UnicodeError) as exc:
+        except (ValueError, KeyError, TypeError, UnicodeError, AttributeError) as exc:
             raise RepositoryDamaged(f"the manifest has a malformed entry ({exc})") from exc
         if entry.type not in TYPES:
             raise RepositoryDamaged(f"the manifest has an entry of unknown type {entry.type!r}")
