@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import groupby
 
 from spare.commands.common import READERS, Context, Warnings, group_id, reading, user_id
@@ -32,7 +32,7 @@ from spare.errors import (
 from spare.fstree import normalise_skip
 from spare.repository import manifest as mf
 from spare.repository import objects
-from spare.repository.manifest import Entry, read_manifest
+from spare.repository.manifest import Entry, read_manifest_lines
 from spare.repository.repo import Repository, Snapshot
 
 #: Two packs' worth of bytes between two wanted blobs are read through rather than split.
@@ -158,14 +158,15 @@ class Restorer:
         return root
 
     def _create_entries(self) -> None:
-        entries = read_manifest(self.snapshot.manifest_ids, self.repo.read_chunk)
-        root = self._open_target(next(entries))
+        lines = read_manifest_lines(self.snapshot.manifest_ids, self.repo.read_chunk)
+        root = self._open_target(Entry.from_line(next(lines)))
         self._late(root)
         if root.type == mf.FILE:
             self._places(root)
         pending: list[Entry] = []  # directories waiting for a selected entry below them
         chosen: list[bytes] = []  # selected directories whose every descendant is selected
-        for entry in entries:
+        for line in lines:
+            entry = Entry.from_line(line)
             if self.selection:
                 while pending and not entry.path.startswith(pending[-1].path + b"/"):
                     pending.pop()
@@ -175,22 +176,23 @@ class Restorer:
                     if entry.type == mf.DIRECTORY:
                         pending.append(entry)
                     elif entry.type == mf.FILE and entry.link is None:
-                        self.db.execute(
-                            "INSERT INTO unselected VALUES(?, ?)", (entry.path, entry.to_line())
-                        )
+                        self.db.execute("INSERT INTO unselected VALUES(?, ?)", (entry.path, line))
                     continue
                 for ancestor in pending:
                     self._create(ancestor)
                 pending.clear()
                 if entry.type == mf.DIRECTORY:
                     chosen.append(entry.path)
-            self._create(entry)
+            self._create(entry, line)
         self.db.commit()
 
-    def _create(self, entry: Entry) -> None:
+    def _create(self, entry: Entry, line: bytes | None = None) -> None:
+        """Create ``entry``; ``line`` is its encoding, if the entry is as the manifest has it."""
         assert self.target is not None
         if entry.type == mf.FILE and entry.link is not None:
-            entry = self._resolve_link(entry)
+            resolved = self._resolve_link(entry)
+            line = None if resolved is not entry else line
+            entry = resolved
         if not self.target.create(entry, devices=self.is_root):
             self.warn(
                 f"{self.target.display(entry.path)}: devices can only be restored as root; skipped"
@@ -198,7 +200,7 @@ class Restorer:
             return
         if entry.type == mf.FILE and entry.link is not None:
             return  # shares the first name's inode, data and metadata
-        self._late(entry)
+        self._late(entry, line)
         if entry.type == mf.FILE:
             self._places(entry)
 
@@ -206,8 +208,7 @@ class Restorer:
         """A hardlink whose first name was not restored (--include) becomes a file of its own."""
         assert entry.link is not None
         if entry.link in self.relinked:
-            entry.link = self.relinked[entry.link]
-            return entry
+            return replace(entry, link=self.relinked[entry.link])
         row = self.db.execute("SELECT entry FROM unselected WHERE path=?", (entry.link,)).fetchone()
         if row is None:
             return entry  # the first name was restored: link to it
@@ -216,9 +217,9 @@ class Restorer:
         first.path = entry.path
         return first
 
-    def _late(self, entry: Entry) -> None:
+    def _late(self, entry: Entry, line: bytes | None = None) -> None:
         self.late_count += 1
-        self.db.execute("INSERT INTO late VALUES(?, ?)", (self.late_count, entry.to_line()))
+        self.db.execute("INSERT INTO late VALUES(?, ?)", (self.late_count, line or entry.to_line()))
 
     def _places(self, entry: Entry) -> None:
         at = 0

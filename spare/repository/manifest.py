@@ -10,7 +10,6 @@ unchanged tree produces the same manifest chunks and uploads nothing.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -137,16 +136,18 @@ def read_manifest(
     chunk_ids: Iterable[bytes], read_chunk: Callable[[bytes], bytes]
 ) -> Iterator[Entry]:
     """Yield the entries stored in ``chunk_ids``, fetching one chunk at a time."""
+    for line in read_manifest_lines(chunk_ids, read_chunk):
+        yield Entry.from_line(line)
+
+
+def read_manifest_lines(
+    chunk_ids: Iterable[bytes], read_chunk: Callable[[bytes], bytes]
+) -> Iterator[bytes]:
+    """Yield the encoded entries stored in ``chunk_ids``, one line each, without decoding."""
     rest = b""
     for chunk_id in chunk_ids:
         lines = (rest + read_chunk(chunk_id)).split(b"\n")
         rest = lines.pop()
-        for line in lines:
-            yield Entry.from_line(line)
+        yield from lines
     if rest:
         raise RepositoryDamaged("the manifest ends in the middle of an entry")
-
-
-def entry_path(root: str | bytes, relative: bytes) -> bytes:
-    root_bytes = os.fsencode(root)
-    return root_bytes if relative == b"." else os.path.join(root_bytes, relative)
