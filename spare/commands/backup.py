@@ -282,7 +282,10 @@ def _file_content(
             before = os.fstat(fd)
             file.seek(0)
             try:
-                chunks = store.store_stream(file, before.st_size)
+                if before.st_blocks * 512 < before.st_size:  # has holes
+                    chunks = store.store_sparse(fd, before.st_size)
+                else:
+                    chunks = store.store_stream(file, before.st_size)
             except OSError as exc:
                 warn(f"{name}: read error ({exc.strerror})")
                 return False

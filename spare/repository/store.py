@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +45,7 @@ class ChunkStore:
         self.tmpdir = self._scratch.name
         self.uploader = Uploader(repo.storage)
         self.packs = PackWriter(repo.chain, pack_size, self.tmpdir, self._pack_full)
+        self._zero_ids: dict[int, bytes] = {}
         chunker = repo.config["chunker"]
         self.cdc = pyfastcdc.FastCDC(
             chunker["avg"],
@@ -81,6 +84,29 @@ class ChunkStore:
             stream.seek(0)
         return [self.store(chunk.data) for chunk in self.cdc.cut_stream(stream)]
 
+    def store_sparse(self, fd: int, size: int) -> list[bytes]:
+        """Store a file with holes without reading them: data runs are cut as usual, holes
+        become all-zero chunks (of the maximal chunk size, and one shorter), which restore
+        leaves as holes again. A 300 GB ``/var/log/lastlog`` costs what its data costs."""
+        chunks: list[bytes] = []
+        for start, end, is_data in _extents(fd, size):
+            if is_data:
+                chunks += [
+                    self.store(chunk.data) for chunk in self.cdc.cut_stream(_Extent(fd, start, end))
+                ]
+                continue
+            whole, rest = divmod(end - start, self.cdc.max_size)
+            chunks += [self._zeros(self.cdc.max_size)] * whole
+            if rest:
+                chunks.append(self._zeros(rest))
+        return chunks
+
+    def _zeros(self, length: int) -> bytes:
+        """The id of ``length`` zero bytes, stored once and hashed once per run."""
+        if length not in self._zero_ids:
+            self._zero_ids[length] = self.store(bytes(length))
+        return self._zero_ids[length]
+
     def store_raw(self, chunk_id: bytes, blob: bytes, size: int) -> None:
         """Store an already encoded blob (the prune's repacking copies blobs unchanged)."""
         self.packs.add(chunk_id, blob, size)
@@ -99,6 +125,43 @@ class ChunkStore:
         except Exception as exc:  # the run is failing already; the next one re-uploads
             log.debug("upload after interruption failed: %s", exc)
         self._scratch.cleanup()
+
+
+class _Extent:
+    """A byte range of an open file, readable as a stream (for the chunker)."""
+
+    def __init__(self, fd: int, start: int, end: int) -> None:
+        self.fd = fd
+        self.position = start
+        self.end = end
+
+    def readinto(self, buffer: memoryview) -> int:
+        wanted = min(len(buffer), self.end - self.position)
+        if wanted <= 0:
+            return 0
+        got = os.preadv(self.fd, [buffer[:wanted]], self.position)
+        self.position += got
+        return got
+
+
+def _extents(fd: int, size: int) -> Iterator[tuple[int, int, bool]]:
+    """(start, end, is data) runs of a file, from SEEK_DATA and SEEK_HOLE."""
+    position = 0
+    while position < size:
+        try:
+            data = os.lseek(fd, position, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: no data after position
+                raise
+            data = size
+        data = min(data, size)
+        if data > position:
+            yield position, data, False
+        if data >= size:
+            return
+        hole = min(os.lseek(fd, data, os.SEEK_HOLE), size)
+        yield data, hole, True
+        position = hole
 
 
 def prune(repo: Repository, keep_snapshot: Snapshot, pack_size: int = PACK_SIZE) -> dict[str, int]:
