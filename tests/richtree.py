@@ -21,6 +21,7 @@ import grp
 import hashlib
 import os
 import pwd
+import re
 import shutil
 import stat
 import struct
@@ -104,6 +105,8 @@ def pattern_bytes(seed: int, size: int) -> bytes:
 def show(path: bytes, limit: int = 160) -> str:
     """A relative path as one printable line (control characters and bad UTF-8 escaped)."""
     text = repr(path)[2:-1]
+    # Runs of one character (the deep part's long names) are shortened: "x{90}".
+    text = re.sub(r"(.)\1{15,}", lambda run: f"{run.group(1)}{{{len(run.group(0))}}}", text)
     if len(text) > limit:
         text = text[: limit // 2] + "..." + text[-limit // 2 :]
     return text
