@@ -391,6 +391,28 @@ def add_hardlinks(plan: TreePlan) -> None:
     plan.built.append("hardlinks")
 
 
+def add_special_hardlinks(plan: TreePlan) -> None:
+    """Hard links to a FIFO, a symlink and (as root) a device node: Linux allows them all.
+
+    Not part of the richest tree's default parts (see ``EXTRA_PARTS``)."""
+    plan.dir(b"special-hard")
+    os.mkfifo(plan.path(b"special-hard/fifo-a"), 0o600)
+    os.link(plan.path(b"special-hard/fifo-a"), plan.path(b"special-hard/fifo-b"))
+    plan.symlink(b"some/target", b"special-hard/link-a")
+    os.link(
+        plan.path(b"special-hard/link-a"),
+        plan.path(b"special-hard/link-b"),
+        follow_symlinks=False,
+    )
+    plan.built.append("hardlinked fifo and symlink")
+    if reason := plan.missing("mknod"):
+        plan.skip("hardlinked device", reason)
+        return
+    os.mknod(plan.path(b"special-hard/dev-a"), 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    os.link(plan.path(b"special-hard/dev-a"), plan.path(b"special-hard/dev-b"))
+    plan.built.append("hardlinked device")
+
+
 def add_permissions(plan: TreePlan) -> None:
     """setuid, setgid, sticky; read-only directories with content; mode 000 (as root)."""
     plan.dir(b"perms")
@@ -561,6 +583,12 @@ PARTS: dict[str, Callable[[TreePlan], None]] = {
 }
 
 
+#: Parts left out of ``build_richest_tree`` by default; ``build_tree`` builds them by name.
+EXTRA_PARTS: dict[str, Callable[[TreePlan], None]] = {
+    "special-hardlinks": add_special_hardlinks,
+}
+
+
 def build_tree(
     root: Path | str, parts: Iterable[str], *, big_dir: int = 0, sparse_mib: int = 0
 ) -> dict[str, Any]:
@@ -570,7 +598,7 @@ def build_tree(
     plan = TreePlan(root)
     plan.modes.append((b".", 0o750))
     for part in parts:
-        PARTS[part](plan)
+        {**PARTS, **EXTRA_PARTS}[part](plan)
     if big_dir:
         add_big_dir(plan, big_dir)
     if sparse_mib:

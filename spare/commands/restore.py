@@ -103,6 +103,7 @@ class Restorer:
             " at INTEGER);"
             "CREATE TABLE late(seq INTEGER PRIMARY KEY, entry BLOB);"
             "CREATE TABLE unselected(path BLOB PRIMARY KEY, entry BLOB) WITHOUT ROWID;"
+            "CREATE TABLE wanted(path BLOB, idx INTEGER, id BLOB);"
         )
         self.target: Target | None = None
         self.files = 0
@@ -222,21 +223,40 @@ class Restorer:
         self.db.execute("INSERT INTO late VALUES(?, ?)", (self.late_count, line or entry.to_line()))
 
     def _places(self, entry: Entry) -> None:
-        at = 0
-        rows = []
-        for chunk_id in entry.chunks:
-            where = self.repo.cache.locate(chunk_id)
-            if where is None:
-                self._damaged([entry.path])
-                break
-            rows.append((where.pack, where.offset, where.length, chunk_id, entry.path, at))
-            at += where.size
-        self.db.executemany("INSERT INTO places VALUES(?,?,?,?,?,?)", rows)
+        """Note the file's chunks; where they are stored is looked up in one join afterwards."""
+        self.db.executemany(
+            "INSERT INTO wanted VALUES(?, ?, ?)",
+            ((entry.path, index, chunk_id) for index, chunk_id in enumerate(entry.chunks)),
+        )
         self.files += 1
         self.bytes += entry.size
 
+    def _locate_chunks(self) -> None:
+        """Where every wanted chunk is stored and where it goes in its file, in one query.
+
+        A file with a chunk that no pack holds is damaged: it gets its chunks up to that one.
+        """
+        self.db.execute("ATTACH DATABASE ? AS cache", (str(self.repo.cache.path),))
+        self.db.executescript(
+            """
+            CREATE TEMP TABLE missing AS
+                SELECT w.path, MIN(w.idx) AS idx FROM wanted w
+                LEFT JOIN cache.chunks c ON c.id = w.id WHERE c.id IS NULL GROUP BY w.path;
+            INSERT INTO places
+                SELECT c.pack, c.offset, c.length, w.id, w.path,
+                       SUM(c.size) OVER (PARTITION BY w.path ORDER BY w.idx) - c.size
+                FROM wanted w JOIN cache.chunks c ON c.id = w.id
+                LEFT JOIN missing m ON m.path = w.path
+                WHERE m.idx IS NULL OR w.idx < m.idx;
+            """
+        )
+        self._damaged(row[0] for row in self.db.execute("SELECT path FROM missing"))
+        self.db.commit()
+        self.db.execute("DETACH DATABASE cache")
+
     # -- pass 2 -----------------------------------------------------------------------------
     def _write_contents(self) -> None:
+        self._locate_chunks()
         self.db.execute("CREATE INDEX places_by_pack ON places(pack, offset)")
         packs = [row[0] for row in self.db.execute("SELECT DISTINCT pack FROM places")]
         transforms = {pack: self.repo.cache.pack_info(pack).transforms for pack in packs}
