@@ -8,6 +8,7 @@ earlier by the same restore, say) is never traversed, and paths longer than ``PA
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
@@ -138,7 +139,9 @@ class Target:
             raise RepositoryDamaged(
                 f"the backup lists {self.display(entry.path)} twice; refusing to restore it"
             ) from None
-        except (NotADirectoryError, FileNotFoundError) as exc:
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTDIR, errno.ENOENT, errno.ELOOP):
+                raise
             raise RepositoryDamaged(
                 f"the backup puts {self.display(entry.path)} below something that is not a "
                 f"directory it restored ({exc.strerror}); refusing to restore it"
