@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from itertools import groupby
 
 from spare.commands.common import READERS, Context, Warnings, group_id, reading, user_id
-from spare.commands.target import Target
+from spare.commands.target import CannotCreate, Target
 from spare.errors import (
     CompletedWithWarnings,
     ObjectNotFound,
@@ -194,7 +194,12 @@ class Restorer:
             resolved = self._resolve_link(entry)
             line = None if resolved is not entry else line
             entry = resolved
-        if not self.target.create(entry, devices=self.is_root):
+        try:
+            created = self.target.create(entry, devices=self.is_root)
+        except CannotCreate as exc:
+            self.warn(str(exc))
+            return
+        if not created:
             self.warn(
                 f"{self.target.display(entry.path)}: devices can only be restored as root; skipped"
             )

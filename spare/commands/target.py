@@ -24,6 +24,10 @@ from spare.repository.manifest import Entry
 OPEN_DIRECTORIES = 64
 
 
+class CannotCreate(Exception):
+    """The target's file system refused an entry (no hardlinks on FAT, say): a warning."""
+
+
 def split(path: bytes) -> tuple[bytes, bytes]:
     """``a/b/c`` -> (``a/b``, ``c``); refuses what could leave the target."""
     parts = path.split(b"/")
@@ -141,7 +145,9 @@ class Target:
             ) from None
         except OSError as exc:
             if exc.errno not in (errno.ENOTDIR, errno.ENOENT, errno.ELOOP):
-                raise
+                raise CannotCreate(
+                    f"{self.display(entry.path)}: cannot be created here ({exc.strerror})"
+                ) from exc
             raise RepositoryDamaged(
                 f"the backup puts {self.display(entry.path)} below something that is not a "
                 f"directory it restored ({exc.strerror}); refusing to restore it"
