@@ -82,7 +82,7 @@ def store_crafted_snapshot(
             if isinstance(item, Entry):
                 data = (contents or {}).get(item.path)
                 if data is not None:
-                    item.chunks = store.store_stream(io.BytesIO(data), len(data))
+                    item.chunks, _ = store.store_stream(io.BytesIO(data), len(data))
                     item.size = len(data)
                 lines.append(item.to_line())
             else:
@@ -90,7 +90,7 @@ def store_crafted_snapshot(
                 lines.append(item if item.endswith(b"\n") else item + b"\n")
         store.packs.flush()
         manifest = b"".join(lines)
-        manifest_ids = store.store_stream(io.BytesIO(manifest), len(manifest))
+        manifest_ids, _ = store.store_stream(io.BytesIO(manifest), len(manifest))
         store.finish()
         repo.write_index(cache.unindexed_packs())
         cache.commit()

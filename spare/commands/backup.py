@@ -133,7 +133,7 @@ def _backup(
         # The file list goes into packs of its own: losing a data pack then costs the files
         # in it, never the list of every file.
         store.packs.flush()
-        manifest_ids = store.store_stream(manifest.finish())
+        manifest_ids, _ = store.store_stream(manifest.finish())
         cache.add_live(manifest_ids)
         store.finish()
     except BaseException:
@@ -196,19 +196,22 @@ def _walk(
         entry = _entry(found, warn)
         if entry is None:
             continue
+        # Any inode but a directory may have several names: files, symlinks, pipes, devices.
+        linked = entry.type != mf.DIRECTORY and found.stat.st_nlink > 1
+        key = (found.stat.st_dev, found.stat.st_ino)
+        if linked and key in first_names:
+            entry.link = first_names[key]
+            entry.chunks, entry.xattrs = [], {}
+            manifest.write(entry)
+            continue
         if entry.type == mf.FILE:
-            key = (found.stat.st_dev, found.stat.st_ino)
-            if found.stat.st_nlink > 1 and key in first_names:
-                entry.link = first_names[key]
-                manifest.write(entry)
-                continue
             if not _file_content(found, entry, store, cache, warn):
                 continue
-            if found.stat.st_nlink > 1:
-                first_names[key] = found.relative
             files += 1
             total += entry.size
             cache.add_live(entry.chunks)
+        if linked:
+            first_names[key] = found.relative
         manifest.write(entry)
     return files, total
 
@@ -283,9 +286,9 @@ def _file_content(
             file.seek(0)
             try:
                 if before.st_blocks * 512 < before.st_size:  # has holes
-                    chunks = store.store_sparse(fd, before.st_size)
+                    chunks, length = store.store_sparse(fd, before.st_size)
                 else:
-                    chunks = store.store_stream(file, before.st_size)
+                    chunks, length = store.store_stream(file, before.st_size)
             except OSError as exc:
                 warn(f"{name}: read error ({exc.strerror})")
                 return False
@@ -294,7 +297,7 @@ def _file_content(
                 break
             if attempt == REREADS:
                 warn(f"{name}: changed while being read; stored as last read")
-    entry.size = after.st_size
+    entry.size = length  # what was read: a file that grew meanwhile is stored as read
     entry.mode = stat.S_IMODE(after.st_mode)
     entry.mtime_ns = after.st_mtime_ns
     entry.chunks = chunks

@@ -146,6 +146,11 @@ class Restorer:
             os.makedirs(self.target_path, mode=0o700, exist_ok=True)
             self.target = Target(self.target_path)
             return root
+        if root.type != mf.FILE or root.link is not None:
+            raise RepositoryDamaged(
+                f"the backup's root is of type {root.type!r}, not a directory or a file; "
+                "refusing to restore it"
+            )
         # A backup of a single file: --path names the file, or an empty directory to put it in.
         if os.path.isdir(self.target_path):
             directory = self.target_path
@@ -164,6 +169,10 @@ class Restorer:
         self._late(root)
         if root.type == mf.FILE:
             self._places(root)
+            if next(lines, None) is not None:
+                raise RepositoryDamaged(
+                    "the backup is of a single file but lists more entries; refusing to restore it"
+                )
         pending: list[Entry] = []  # directories waiting for a selected entry below them
         chosen: list[bytes] = []  # selected directories whose every descendant is selected
         for line in lines:
@@ -176,7 +185,7 @@ class Restorer:
                 if not chosen and not self.selection.names(entry.path):
                     if entry.type == mf.DIRECTORY:
                         pending.append(entry)
-                    elif entry.type == mf.FILE and entry.link is None:
+                    elif entry.link is None:  # a hardlink's first name may be needed later
                         self.db.execute("INSERT INTO unselected VALUES(?, ?)", (entry.path, line))
                     continue
                 for ancestor in pending:
@@ -190,7 +199,7 @@ class Restorer:
     def _create(self, entry: Entry, line: bytes | None = None) -> None:
         """Create ``entry``; ``line`` is its encoding, if the entry is as the manifest has it."""
         assert self.target is not None
-        if entry.type == mf.FILE and entry.link is not None:
+        if entry.link is not None:
             resolved = self._resolve_link(entry)
             line = None if resolved is not entry else line
             entry = resolved
@@ -204,14 +213,14 @@ class Restorer:
                 f"{self.target.display(entry.path)}: devices can only be restored as root; skipped"
             )
             return
-        if entry.type == mf.FILE and entry.link is not None:
+        if entry.link is not None:
             return  # shares the first name's inode, data and metadata
         self._late(entry, line)
         if entry.type == mf.FILE:
             self._places(entry)
 
     def _resolve_link(self, entry: Entry) -> Entry:
-        """A hardlink whose first name was not restored (--include) becomes a file of its own."""
+        """A hardlink whose first name was not restored (--include) becomes an inode of its own."""
         assert entry.link is not None
         if entry.link in self.relinked:
             return replace(entry, link=self.relinked[entry.link])

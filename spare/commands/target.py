@@ -98,7 +98,7 @@ class Target:
         """Create ``entry`` (without its metadata); False if it cannot be made here."""
         parent, name = split(entry.path)
         try:
-            if entry.type == mf.FILE and entry.link is not None:
+            if entry.link is not None:
                 # The first name's directory gets a descriptor of its own: taking it from the
                 # cache could evict the other one while it is in use.
                 source_parent, source_name = split(entry.link)

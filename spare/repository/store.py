@@ -71,35 +71,42 @@ class ChunkStore:
         self.stats.stored_bytes += len(blob)
         return chunk_id
 
-    def store_stream(self, stream: Any, size: int | None = None) -> list[bytes]:
+    def store_stream(self, stream: Any, size: int | None = None) -> tuple[list[bytes], int]:
         """Cut a readable binary stream into content-defined chunks and store each.
 
-        A stream known to hold at most one maximal chunk is read whole: pyfastcdc's stream
-        reader allocates twice the maximal chunk size, which small files should not pay for.
+        Returns the chunk ids and the number of bytes read. A stream known to hold at most one
+        maximal chunk is read whole: pyfastcdc's stream reader allocates twice the maximal chunk
+        size, which small files should not pay for.
         """
         if size is not None and size <= self.cdc.max_size:
             data = stream.read(size + 1)  # one byte more tells whether it grew meanwhile
             if len(data) <= size:
-                return [self.store(chunk.data) for chunk in self.cdc.cut_buf(data)]
+                return [self.store(chunk.data) for chunk in self.cdc.cut_buf(data)], len(data)
             stream.seek(0)
-        return [self.store(chunk.data) for chunk in self.cdc.cut_stream(stream)]
+        ids, length = [], 0
+        for chunk in self.cdc.cut_stream(stream):
+            ids.append(self.store(chunk.data))
+            length += chunk.length
+        return ids, length
 
-    def store_sparse(self, fd: int, size: int) -> list[bytes]:
+    def store_sparse(self, fd: int, size: int) -> tuple[list[bytes], int]:
         """Store a file with holes without reading them: data runs are cut as usual, holes
         become all-zero chunks (of the maximal chunk size, and one shorter), which restore
         leaves as holes again. A 300 GB ``/var/log/lastlog`` costs what its data costs."""
         chunks: list[bytes] = []
+        length = 0
         for start, end, is_data in _extents(fd, size):
             if is_data:
-                chunks += [
-                    self.store(chunk.data) for chunk in self.cdc.cut_stream(_Extent(fd, start, end))
-                ]
+                for chunk in self.cdc.cut_stream(_Extent(fd, start, end)):
+                    chunks.append(self.store(chunk.data))
+                    length += chunk.length
                 continue
             whole, rest = divmod(end - start, self.cdc.max_size)
             chunks += [self._zeros(self.cdc.max_size)] * whole
             if rest:
                 chunks.append(self._zeros(rest))
-        return chunks
+            length += end - start
+        return chunks, length
 
     def _zeros(self, length: int) -> bytes:
         """The id of ``length`` zero bytes, stored once and hashed once per run."""
