@@ -45,8 +45,44 @@ S3_CONFIG = {
 }
 
 
+#: S3 error codes whose meaning s3fs loses on some servers (Ceph RGW's refused conditional
+#: write reaches us as a bare EINVAL): looked up on the botocore error behind s3fs's.
+S3_CODES: dict[str, type[StorageError]] = {
+    "PreconditionFailed": ObjectExists,
+    "NoSuchKey": ObjectNotFound,
+    "NoSuchBucket": ObjectNotFound,
+    "AccessDenied": AccessDenied,
+    "InvalidAccessKeyId": AccessDenied,
+    "SignatureDoesNotMatch": AccessDenied,
+    "ConditionalRequestConflict": StorageTransient,  # a concurrent conditional write: retry
+    "SlowDown": StorageTransient,
+    "RequestTimeout": StorageTransient,
+    "InternalError": StorageTransient,
+    "ServiceUnavailable": StorageTransient,
+}
+
+
+def _s3_code(exc: BaseException) -> str | None:
+    """The S3 error code of the botocore ClientError behind ``exc``, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict) and "Error" in response:
+            return str(response["Error"].get("Code"))
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _translate(exc: BaseException, what: str) -> StorageError:
     """Map an fsspec/s3fs/botocore exception to spare's storage errors."""
+    code = _s3_code(exc)
+    if code in S3_CODES:
+        error = S3_CODES[code]
+        if error is AccessDenied:
+            return AccessDenied(f"{what}: access denied ({code}); check the access and secret key")
+        if error is ObjectExists:
+            return ObjectExists(f"{what}: already exists")
+        return error(f"{what}: {code}")
     name = type(exc).__name__
     module = type(exc).__module__
     text = str(exc) or name
@@ -167,6 +203,16 @@ def _relative(name: str, root: str) -> str:
 
 class S3Storage(FsspecStorage):
     """S3 through s3fs; packs are streamed from their file, never held in memory whole."""
+
+    def create(self, key: str, data: bytes) -> None:
+        # One PUT with If-None-Match: *, never a multipart upload (whose completion Ceph RGW
+        # does not make conditional); the refusal is recognised by its S3 code (see S3_CODES).
+        self._call(
+            f"creating {key}",
+            lambda: self.fs.call_s3(
+                "put_object", Bucket=self.root, Key=key, Body=data, IfNoneMatch="*"
+            ),
+        )
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # Page by page, keeping only key and size: s3fs's find() builds a dict per object.
