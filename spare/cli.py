@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -13,16 +14,31 @@ from typing import Any
 import click
 
 from spare import __version__
-from spare.errors import CompletedWithWarnings, SpareError, UsageError
+from spare.errors import CompletedWithWarnings, LocalSystemError, SpareError, UsageError
+
+#: What the host may refuse whatever spare does: reported in one line, exit code 16.
+LOCAL_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EMFILE, errno.ENFILE}
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def cache_root() -> Path:
+    """The local cache's directory, created if needed; one that cannot be used is an error."""
     if explicit := os.environ.get("SPARE_CACHE_DIR"):
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "spare"
+        root = Path(explicit)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = Path(base) / "spare"
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "not writable")
+    except OSError as exc:
+        raise LocalSystemError(
+            f"cannot use the cache directory {root} ({exc.strerror}); set SPARE_CACHE_DIR to a "
+            "writable directory"
+        ) from None
+    return root
 
 
 def read_password(password: str | None, password_file: str | None) -> str:
@@ -241,6 +257,19 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as error:
         click.echo(f"spare: error: {error.format_message()}", err=True)
         sys.exit(error.exit_code)
+    except OSError as error:
+        if error.errno not in LOCAL_ERRORS:
+            raise  # anything else is a bug: crash loudly, with the traceback
+        where = f" ({os.fsdecode(error.filename)})" if error.filename else ""
+        hint = {
+            errno.ENOSPC: "free space in the cache directory or the restore target",
+            errno.EDQUOT: "raise the quota, or use another cache directory or restore target",
+            errno.EROFS: "use a writable cache directory or restore target",
+            errno.EMFILE: "raise the limit of open files (ulimit -n)",
+            errno.ENFILE: "the system's table of open files is full",
+        }.get(error.errno or 0, "check the permissions of the cache directory and the target")
+        click.echo(f"spare: error: {error.strerror}{where}: {hint}", err=True)
+        sys.exit(LocalSystemError.exit_code)
     except (click.Abort, KeyboardInterrupt):
         click.echo("spare: error: interrupted", err=True)
         sys.exit(130)

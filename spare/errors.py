@@ -23,6 +23,8 @@ Exit codes (also documented in README.rst; scripts rely on them, so they never c
 13  a plugin the backup needs is not installed
 14  the repository is damaged or of an unknown format
 15  there is no backup in the bucket
+16  this host refused: no space left, a read-only file system, or no permission on the cache
+    directory or the restore target
 130 interrupted by SIGINT; 143 interrupted by SIGTERM
 ==  =====================================================================
 """
@@ -121,6 +123,12 @@ class RepositoryDamaged(SpareError):
 
 class NoSnapshot(SpareError):
     exit_code = 15
+
+
+class LocalSystemError(SpareError):
+    """The host itself refused (disk full, read-only, permissions): nothing spare can fix."""
+
+    exit_code = 16
 
 
 class Interrupted(SpareError):

@@ -290,6 +290,8 @@ def _file_content(
                 else:
                     chunks, length = store.store_stream(file, before.st_size)
             except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                    raise  # the cache is full: no file can be stored, the run must stop
                 warn(f"{name}: read error ({exc.strerror})")
                 return False
             after = os.fstat(fd)

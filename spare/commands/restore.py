@@ -23,6 +23,7 @@ from spare.commands.common import READERS, Context, Warnings, group_id, reading,
 from spare.commands.target import CannotCreate, Target
 from spare.errors import (
     CompletedWithWarnings,
+    LocalSystemError,
     ObjectNotFound,
     RepositoryDamaged,
     TargetNotEmpty,
@@ -54,6 +55,12 @@ def restore(ctx: Context, options: RestoreOptions) -> dict[str, int]:
 
 
 def _check_target(target: str) -> None:
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent):
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as exc:
+            raise LocalSystemError(f"cannot create {parent} ({exc.strerror})") from None
     try:
         with os.scandir(target) as entries:
             if next(entries, None) is not None:
