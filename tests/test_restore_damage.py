@@ -53,3 +53,25 @@ def test_one_flipped_byte_damages_one_file(
     for path in sorted(source.iterdir()):
         if path.name != named:
             assert (target / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_create_heals_a_lost_pack(
+    file_backend: Backend, password: str, run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """A pack lost from the bucket is stored anew by the next create, even though the local
+    cache remembers the unchanged files as already stored."""
+    source = tmp_path / "source"
+    for index in range(4):
+        write_file(source / f"f{index}.bin", os.urandom(3 << 20), 0o644)
+    env = {**file_backend.env, "SPARE_PASSWORD": password}
+    assert_ok(run_spare("create", "--path", source, env=env))
+    objects = file_backend.objects()
+    file_backend.delete(largest(objects, PACKS))
+    assert run_spare("verify", env=env).returncode == EXIT_VERIFY_FAILED
+
+    assert_ok(run_spare("create", "--path", source, env=env))
+    assert_ok(run_spare("verify", env=env))
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    for path in source.iterdir():
+        assert (target / path.name).read_bytes() == path.read_bytes()

@@ -302,7 +302,13 @@ class Repository:
             for name in in_bucket:
                 self._load_index(name)
         cached = cache.pack_names()
-        cache.remove_packs(cached - set(packs))
+        lost = cached - set(packs)
+        if lost:
+            # The files cache may name chunks that were in them: every file is read again, so
+            # that create stores those chunks anew instead of pointing at nothing.
+            log.info("%d packs are missing from the bucket; reading every file again", len(lost))
+            cache.remove_packs(lost)
+            cache.forget_files()
         for name in sorted(set(packs) - cached):
             self._adopt_pack(name, packs[name])
         cache.commit()
