@@ -155,6 +155,12 @@ def cli() -> None:
     help="The compression transform ('none' to store uncompressed).",
 )
 @click.option(
+    "--limit-upload",
+    envvar="SPARE_LIMIT_UPLOAD",
+    type=click.IntRange(min=1),
+    help="Upload at most this many KiB per second on average.",
+)
+@click.option(
     "--pack-size",
     envvar="SPARE_PACK_SIZE",
     type=click.IntRange(1, 256),
@@ -163,7 +169,13 @@ def cli() -> None:
     help="Size of the pack objects in MiB.",
 )
 def create(
-    ctx: Any, path: str | None, skip: tuple[str, ...], force: bool, compression: str, pack_size: int
+    ctx: Any,
+    path: str | None,
+    skip: tuple[str, ...],
+    force: bool,
+    compression: str,
+    limit_upload: int | None,
+    pack_size: int,
 ) -> None:
     """Back up --path into the bucket, keeping exactly this one snapshot."""
     from spare.commands.backup import BackupOptions
@@ -171,6 +183,8 @@ def create(
 
     if not path:
         raise UsageError("no path given: use --path or SPARE_PATH")
+    if limit_upload:
+        ctx.limit_upload = limit_upload * 1024
     skips = list(skip) + [s for s in os.environ.get("SPARE_SKIP", "").split(":") if s]
     options = BackupOptions(path, skips, force, compression, pack_size << 20)
     stats = run(ctx, options)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -158,6 +159,66 @@ class RetryingStorage(Storage):
     def delete(self, keys: Iterable[str]) -> None:
         keys = list(keys)
         self._retry("deleting objects", lambda: self.inner.delete(keys))
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class RateLimitedStorage(Storage):
+    """Wraps a storage and keeps the average upload rate under ``bytes_per_second``.
+
+    Each write waits until the bytes written before it have had their time at that rate, so a
+    nightly backup never takes more of the host's uplink than it was given. Reads are not
+    limited: restore is urgent.
+    """
+
+    def __init__(
+        self,
+        inner: Storage,
+        bytes_per_second: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if bytes_per_second <= 0:
+            raise ValueError("the upload limit must be positive")
+        self.inner = inner
+        self.rate = bytes_per_second
+        self.atomic_create = inner.atomic_create
+        self._clock = clock
+        self._sleep = sleep
+        self._free_at = clock()
+
+    def _paced(self, size: int) -> None:
+        now = self._clock()
+        if self._free_at > now:
+            self._sleep(self._free_at - now)
+            now = self._free_at
+        self._free_at = now + size / self.rate
+
+    def ensure_bucket(self) -> None:
+        self.inner.ensure_bucket()
+
+    def put(self, key: str, data: bytes) -> None:
+        self._paced(len(data))
+        self.inner.put(key, data)
+
+    def put_file(self, key: str, path: str) -> None:
+        self._paced(os.path.getsize(path))
+        self.inner.put_file(key, path)
+
+    def create(self, key: str, data: bytes) -> None:
+        self._paced(len(data))
+        self.inner.create(key, data)
+
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        return self.inner.get(key, start, end)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        self.inner.delete(keys)
 
     def close(self) -> None:
         self.inner.close()

@@ -18,7 +18,7 @@ from types import FrameType
 from spare.errors import Interrupted, NoSnapshot
 from spare.plugins import Plugins
 from spare.repository.repo import Repository, Snapshot
-from spare.storage import RetryingStorage, Storage, StorageLocation
+from spare.storage import RateLimitedStorage, RetryingStorage, Storage, StorageLocation
 
 log = logging.getLogger("spare")
 
@@ -36,10 +36,15 @@ class Context:
     cache_root: Path
     plugins: Plugins = field(default_factory=Plugins)
     verbose: bool = False
+    #: Bytes per second that uploads may average; None for no limit.
+    limit_upload: int | None = None
 
     def storage(self) -> Storage:
         factory = self.plugins.storages.get(self.location.scheme)
-        return RetryingStorage(factory(self.location))
+        storage = factory(self.location)
+        if self.limit_upload:
+            storage = RateLimitedStorage(storage, self.limit_upload)  # retries count too
+        return RetryingStorage(storage)
 
     def open(self, *, create: bool = False, compression: str | None = "lzma") -> Repository:
         return Repository.open(
