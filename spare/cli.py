@@ -134,7 +134,7 @@ def cli() -> None:
 
 @cli.command()
 @pass_context
-@click.option("--path", envvar="SPARE_PATH", help="The directory to back up.")
+@click.option("--path", envvar="SPARE_PATH", help="The directory (or single file) to back up.")
 @click.option(
     "--skip",
     multiple=True,
