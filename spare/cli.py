@@ -21,6 +21,9 @@ LOCAL_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EMF
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+#: Every option: --help names the variable it is also read from.
+option = functools.partial(click.option, show_envvar=True)
+
 
 def cache_root() -> Path:
     """The local cache's directory, created if needed; one that cannot be used is an error."""
@@ -62,30 +65,35 @@ def read_password(password: str | None, password_file: str | None) -> str:
 def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options every command takes, each also read from its SPARE_* variable."""
     options = [
-        click.option(
+        option(
             "--endpoint",
             envvar="SPARE_ENDPOINT",
             help="S3 host[:port], http(s)://host[:port], or file:///directory.",
         ),
-        click.option("--access-key", envvar="SPARE_ACCESS_KEY", help="S3 access key."),
-        click.option("--secret-key", envvar="SPARE_SECRET_KEY", help="S3 secret key."),
-        click.option(
+        option(
+            "--access-key",
+            envvar="SPARE_ACCESS_KEY",
+            help="S3 access key (default: AWS_ACCESS_KEY_ID, AWS_PROFILE, ~/.aws/credentials).",
+        ),
+        option("--secret-key", envvar="SPARE_SECRET_KEY", help="S3 secret key."),
+        option(
             "--password",
             envvar="SPARE_PASSWORD",
             help="The backup's password (prefer SPARE_PASSWORD or --password-file).",
         ),
-        click.option(
+        option(
             "--password-file",
             envvar="SPARE_PASSWORD_FILE",
+            type=click.Path(),
             help="A file whose first line is the password.",
         ),
-        click.option("--bucket", envvar="SPARE_BUCKET", help="The bucket (one per host and path)."),
-        click.option(
+        option("--bucket", envvar="SPARE_BUCKET", help="The bucket (one per host and path)."),
+        option(
             "--verbose", "-v", is_flag=True, envvar="SPARE_VERBOSE", help="Say what is being done."
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
+    for decorate in reversed(options):
+        command = decorate(command)
     return command
 
 
@@ -134,33 +142,38 @@ def cli() -> None:
 
 @cli.command()
 @pass_context
-@click.option("--path", envvar="SPARE_PATH", help="The directory (or single file) to back up.")
-@click.option(
+@option(
+    "--path",
+    envvar="SPARE_PATH",
+    type=click.Path(),
+    help="The directory (or single file) to back up.",
+)
+@option(
     "--skip",
     multiple=True,
     help="Leave out this path, relative to --path (e.g. ./cache); globs allowed. "
     "Repeatable; SPARE_SKIP holds several, separated by ':'.",
 )
-@click.option(
+@option(
     "--force",
     is_flag=True,
     envvar="SPARE_FORCE",
     help="Back up even if the bucket holds the backup of another host or path.",
 )
-@click.option(
+@option(
     "--compression",
     envvar="SPARE_COMPRESSION",
     default="lzma",
     show_default=True,
     help="The compression transform ('none' to store uncompressed).",
 )
-@click.option(
+@option(
     "--limit-upload",
     envvar="SPARE_LIMIT_UPLOAD",
     type=click.IntRange(min=1),
     help="Upload at most this many KiB per second on average.",
 )
-@click.option(
+@option(
     "--pack-size",
     envvar="SPARE_PACK_SIZE",
     type=click.IntRange(1, 256),
@@ -197,14 +210,19 @@ def create(
 
 @cli.command()
 @pass_context
-@click.option("--path", envvar="SPARE_PATH", help="Where to restore (an empty or new directory).")
-@click.option(
+@option(
+    "--path",
+    envvar="SPARE_PATH",
+    type=click.Path(),
+    help="Where to restore (an empty or new directory).",
+)
+@option(
     "--include",
     multiple=True,
     help="Restore only this path (relative to the backed-up directory; globs allowed) and "
     "what lies below it. Repeatable.",
 )
-@click.option(
+@option(
     "--numeric-owner",
     is_flag=True,
     envvar="SPARE_NUMERIC_OWNER",
@@ -223,7 +241,7 @@ def restore(ctx: Any, path: str | None, include: tuple[str, ...], numeric_owner:
 
 @cli.command()
 @pass_context
-@click.option("--path", envvar="SPARE_PATH", help="Accepted for symmetry with create; unused.")
+@option("--path", envvar="SPARE_PATH", help="Accepted for symmetry with create; unused.")
 def verify(ctx: Any, path: str | None) -> None:
     """Download and check everything; name every damaged file."""
     from spare.commands.verify import verify as run

@@ -90,6 +90,11 @@ def _translate(exc: BaseException, what: str) -> StorageError:
         return ObjectNotFound(f"{what}: not found ({text})")
     if isinstance(exc, FileExistsError):
         return ObjectExists(f"{what}: already exists")
+    if name == "ProfileNotFound":  # AWS_PROFILE names a profile in neither AWS file
+        return AccessDenied(
+            f"{what}: {text}; set AWS_PROFILE to a profile of ~/.aws/credentials or "
+            "~/.aws/config, or give --access-key and --secret-key"
+        )
     if isinstance(exc, PermissionError) or name in (
         "NoCredentialsError",
         "PartialCredentialsError",

@@ -99,10 +99,13 @@ def clean_env(extra: Mapping[str, str], cache_dir: Path) -> dict[str, str]:
     Inherited SPARE_* or AWS_* variables (a developer's real credentials, say) would make runs
     depend on who runs the suite. The cache goes to a per-test directory so that no test sees
     another's cache. The checkout goes first on PYTHONPATH so the suite also runs uninstalled.
+    botocore never asks the EC2 instance metadata address for credentials: the suite talks to
+    loopback only.
     """
     env = {
         key: value for key, value in os.environ.items() if not key.startswith(("SPARE_", "AWS_"))
     }
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
     pythonpath = [str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])]
     env["PYTHONPATH"] = os.pathsep.join(pythonpath)
     env["SPARE_CACHE_DIR"] = str(cache_dir)
