@@ -9,12 +9,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from spare import __version__
+from spare.console import say
 from spare.errors import CompletedWithWarnings, LocalSystemError, SpareError, UsageError
+
+if TYPE_CHECKING:
+    from spare.commands.context import Context
 
 #: What the host may refuse whatever spare does: reported in one line, exit code 16.
 LOCAL_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EMFILE, errno.ENFILE}
@@ -98,7 +102,7 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the connection options into a :class:`spare.commands.common.Context` argument."""
+    """Turn the connection options into a :class:`spare.commands.context.Context` argument."""
 
     @functools.wraps(command)
     def wrapper(
@@ -111,7 +115,8 @@ def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
         verbose: bool,
         **kwargs: Any,
     ) -> Any:
-        from spare.commands.common import Context, interruptible
+        from spare.commands.context import Context
+        from spare.signals import interruptible
         from spare.storage import parse_endpoint
 
         logging.basicConfig(
@@ -129,9 +134,10 @@ def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
     return connection_options(wrapper)
 
 
-def say(ctx: Any, message: str) -> None:
+def tell(ctx: Context, message: str) -> None:
+    """Say what was done, with ``--verbose``."""
     if ctx.verbose:
-        click.echo(f"spare: {message}", err=True)
+        say(message)
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -182,7 +188,7 @@ def cli() -> None:
     help="Size of the pack objects in MiB.",
 )
 def create(
-    ctx: Any,
+    ctx: Context,
     path: str | None,
     skip: tuple[str, ...],
     force: bool,
@@ -191,20 +197,25 @@ def create(
     pack_size: int,
 ) -> None:
     """Back up --path into the bucket, keeping exactly this one snapshot."""
-    from spare.commands.backup import BackupOptions
-    from spare.commands.backup import create as run
+    from spare.commands.create import BackupOptions
+    from spare.commands.create import create as run
 
     if not path:
         raise UsageError("no path given: use --path or SPARE_PATH")
-    if limit_upload:
-        ctx.limit_upload = limit_upload * 1024
     skips = list(skip) + [s for s in os.environ.get("SPARE_SKIP", "").split(":") if s]
-    options = BackupOptions(path, skips, force, compression, pack_size << 20)
+    options = BackupOptions(
+        path,
+        skips,
+        force,
+        compression,
+        pack_size << 20,
+        limit_upload * 1024 if limit_upload else None,
+    )
     stats = run(ctx, options)
-    say(
+    tell(
         ctx,
-        f"backed up {stats['files']} files, {stats['bytes']} bytes "
-        f"({stats['new_bytes']} new, {stats['stored_bytes']} stored)",
+        f"backed up {stats.files} files, {stats.bytes} bytes "
+        f"({stats.new_bytes} new, {stats.stored_bytes} stored)",
     )
 
 
@@ -228,7 +239,7 @@ def create(
     envvar="SPARE_NUMERIC_OWNER",
     help="Restore owners by their numeric ids, ignoring user and group names.",
 )
-def restore(ctx: Any, path: str | None, include: tuple[str, ...], numeric_owner: bool) -> None:
+def restore(ctx: Context, path: str | None, include: tuple[str, ...], numeric_owner: bool) -> None:
     """Restore the backup into --path, which must be empty or not exist."""
     from spare.commands.restore import RestoreOptions
     from spare.commands.restore import restore as run
@@ -236,36 +247,36 @@ def restore(ctx: Any, path: str | None, include: tuple[str, ...], numeric_owner:
     if not path:
         raise UsageError("no path given: use --path or SPARE_PATH")
     stats = run(ctx, RestoreOptions(path, list(include), numeric_owner))
-    say(ctx, f"restored {stats['files']} files, {stats['bytes']} bytes")
+    tell(ctx, f"restored {stats.files} files, {stats.bytes} bytes")
 
 
 @cli.command()
 @pass_context
 @option("--path", envvar="SPARE_PATH", help="Accepted for symmetry with create; unused.")
-def verify(ctx: Any, path: str | None) -> None:
+def verify(ctx: Context, path: str | None) -> None:
     """Download and check everything; name every damaged file."""
     from spare.commands.verify import verify as run
 
     stats = run(ctx)
-    say(ctx, f"the backup is intact ({stats['packs']} packs checked)")
+    tell(ctx, f"the backup is intact ({stats.packs} packs checked)")
 
 
 @cli.command()
 @pass_context
-def lock(ctx: Any) -> None:
+def lock(ctx: Context) -> None:
     """Lock the bucket so that no spare run changes it."""
     from spare.commands.locking import lock as run
 
-    say(ctx, run(ctx))
+    tell(ctx, run(ctx))
 
 
 @cli.command()
 @pass_context
-def unlock(ctx: Any) -> None:
+def unlock(ctx: Context) -> None:
     """Remove the lock, whoever set it (make sure no spare runs)."""
     from spare.commands.locking import unlock as run
 
-    say(ctx, run(ctx))
+    tell(ctx, run(ctx))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -273,10 +284,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="spare", standalone_mode=False)
     except CompletedWithWarnings as warning:
-        click.echo(f"spare: warning: {warning}", err=True)
+        say(f"warning: {warning}")
         sys.exit(warning.exit_code)
     except SpareError as error:
-        click.echo(f"spare: error: {error}", err=True)
+        say(f"error: {error}")
         sys.exit(error.exit_code)
     except click.UsageError as error:
         hint = (
@@ -284,10 +295,10 @@ def main(argv: list[str] | None = None) -> None:
             if (error.ctx and " " in error.ctx.command_path)
             else " (see 'spare --help')"
         )
-        click.echo(f"spare: error: {error.format_message()}{hint}", err=True)
+        say(f"error: {error.format_message()}{hint}")
         sys.exit(UsageError.exit_code)
     except click.ClickException as error:
-        click.echo(f"spare: error: {error.format_message()}", err=True)
+        say(f"error: {error.format_message()}")
         sys.exit(error.exit_code)
     except OSError as error:
         if error.errno not in LOCAL_ERRORS:
@@ -300,9 +311,9 @@ def main(argv: list[str] | None = None) -> None:
             errno.EMFILE: "raise the limit of open files (ulimit -n)",
             errno.ENFILE: "the system's table of open files is full",
         }.get(error.errno or 0, "check the permissions of the cache directory and the target")
-        click.echo(f"spare: error: {error.strerror}{where}: {hint}", err=True)
+        say(f"error: {error.strerror}{where}: {hint}")
         sys.exit(LocalSystemError.exit_code)
     except (click.Abort, KeyboardInterrupt):
-        click.echo("spare: error: interrupted", err=True)
+        say("error: interrupted")
         sys.exit(130)
     sys.exit(0)

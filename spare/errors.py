@@ -4,32 +4,36 @@ Every error a user can cause or meet carries the exit code the command ends with
 system administrator can act on. The CLI prints a :class:`SpareError` as one line, without a
 traceback; anything else is a bug and crashes loudly.
 
-Exit codes (also documented in README.rst; scripts rely on them, so they never change meaning):
-
-==  =====================================================================
-0   success
-1   an unexpected error (a bug: please report it with the traceback)
-2   bad usage: an unknown option, a missing or malformed argument
-3   completed, with warnings (files that vanished or could not be read)
-4   wrong password
-5   the bucket holds objects that are not spare's (nothing was changed)
-6   the bucket's backup belongs to another host or path (use --force)
-7   the bucket is locked by another spare run (or by ``spare lock``)
-8   the path to back up is missing or unreadable
-9   the restore target is not empty
-10  the storage endpoint cannot be reached
-11  the storage refused the credentials or the access
-12  damaged or missing data: found by verify, or by a restore that restored all the rest
-13  a plugin the backup needs is not installed
-14  the repository is damaged or of an unknown format
-15  there is no backup in the bucket
-16  this host refused: no space left, a read-only file system, or no permission on the cache
-    directory or the restore target
-130 interrupted by SIGINT; 143 interrupted by SIGTERM
-==  =====================================================================
+The exit codes are listed once, in :data:`EXIT_CODES`; README.rst shows the same table (a test
+compares them). Scripts rely on them, so a code never changes meaning.
 """
 
 from __future__ import annotations
+
+#: Every exit code of spare and what it means: the README's table, which a test keeps equal.
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "an unexpected error (a bug: please report it with the traceback)",
+    2: "bad usage: an unknown option, a missing or malformed argument",
+    3: "completed, with warnings (files that vanished or could not be read)",
+    4: "wrong password",
+    5: "the bucket holds objects that are not spare's (nothing was changed)",
+    6: "the bucket's backup belongs to another host or path (use ``--force``)",
+    7: "the bucket is locked by another spare run or by ``spare lock``",
+    8: "the path to back up is missing or unreadable",
+    9: "the restore target is not empty",
+    10: "the storage endpoint cannot be reached",
+    11: "the storage refused the credentials or the access",
+    12: "damaged or missing data, found by ``verify`` (or by a ``restore``, which restores all the "
+    "rest and names the damaged files)",
+    13: "a plugin the backup needs is not installed",
+    14: "the repository is damaged or of an unknown format",
+    15: "there is no backup in the bucket",
+    16: "this host refused: no space left, a read-only file system, or no permission on the cache "
+    "directory (``SPARE_CACHE_DIR``) or the restore target",
+    130: "interrupted by SIGINT (143: by SIGTERM); no snapshot was written, the lock was released, "
+    "and the next run reuses what was uploaded",
+}
 
 
 class SpareError(Exception):
@@ -69,6 +73,15 @@ class IdentityMismatch(SpareError):
 
 class Locked(SpareError):
     exit_code = 7
+
+
+class LockHeld(Locked):
+    """Raised by a :class:`spare.lock.Lock` that is taken; ``payload`` is what its holder stored
+    (None if the lock vanished meanwhile). The core turns it into a :class:`Locked` message."""
+
+    def __init__(self, payload: bytes | None) -> None:
+        super().__init__("the bucket is locked")
+        self.payload = payload
 
 
 class SourceUnavailable(SpareError):
@@ -119,6 +132,19 @@ class MissingPlugin(SpareError):
 
 class RepositoryDamaged(SpareError):
     exit_code = 14
+
+
+class IntegrityError(RepositoryDamaged):
+    """Stored bytes failed to decode: tampered with, truncated or damaged. Raised by transforms."""
+
+
+class CannotCreate(SpareError):
+    """The restore target's file system refused an entry (no hardlinks on FAT, say).
+
+    Restore reports it as a warning and goes on; it never reaches the CLI on its own.
+    """
+
+    exit_code = 3
 
 
 class NoSnapshot(SpareError):

@@ -13,7 +13,8 @@ asks each registry once for a factory and then talks to the objects the factory 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -24,6 +25,28 @@ PROJECT = "spare"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@dataclass(frozen=True)
+class CommittedSnapshot:
+    """What :func:`spare_snapshot_committed` announces: the snapshot just stored."""
+
+    #: When the snapshot was taken, ISO 8601 in UTC (``2026-11-26T02:00:00Z``).
+    time: str
+    host: str
+    #: The backed-up path, absolute.
+    path: str
+    #: 1 for a bucket's first snapshot, one more for each after it.
+    seq: int
+    #: Entries of every type in the snapshot; ``files`` of them regular files.
+    entries: int
+    files: int
+    #: Total size of the files.
+    bytes: int
+    #: Plaintext bytes of the chunks this run stored anew.
+    new_bytes: int
+    #: Bytes those chunks took once compressed and encrypted.
+    stored_bytes: int
 
 
 @hookspec
@@ -68,14 +91,14 @@ def spare_register_locks(registry: LockRegistry) -> None:
 
 
 @hookspec
-def spare_snapshot_committed(snapshot: dict[str, Any]) -> None:
+def spare_snapshot_committed(snapshot: CommittedSnapshot) -> None:
     """Announce that ``create`` has stored a new snapshot (its commit point has passed).
 
     Called once per successful ``create``, after the snapshot root is stored and before older
     objects are pruned. The return value is ignored; an exception aborts the run before the prune
     (the new snapshot stays stored). Use it for monitoring or notifications.
 
-    :param snapshot: a plain dict with ``time`` (ISO 8601), ``host``, ``path``, ``files``,
-        ``bytes`` (total size of the files), ``new_bytes`` (plain bytes of new chunks) and
-        ``stored_bytes`` (bytes uploaded for them).
+    :param snapshot: a :class:`CommittedSnapshot`: ``time`` (ISO 8601), ``host``, ``path``,
+        ``seq``, ``entries``, ``files``, ``bytes`` (total size of the files), ``new_bytes``
+        (plain bytes of new chunks) and ``stored_bytes`` (bytes uploaded for them).
     """

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import abc
 
-from spare.errors import Locked
-
-
-class LockHeld(Locked):
-    """The lock is taken; ``payload`` is what its holder stored (None if it vanished meanwhile)."""
-
-    def __init__(self, payload: bytes | None) -> None:
-        super().__init__("the bucket is locked")
-        self.payload = payload
-
 
 class Lock(abc.ABC):
     """A lock on one bucket, holding an opaque payload that describes its holder."""
 
+    #: The keys of the objects this lock keeps in the bucket; the prune never deletes them.
+    keys: tuple[str, ...] = ()
+
     @abc.abstractmethod
     def acquire(self, payload: bytes) -> None:
-        """Take the lock, storing ``payload``; raise :class:`LockHeld` if it is taken.
+        """Take the lock, storing ``payload``; raise :class:`~spare.errors.LockHeld` if it is taken.
 
         MUST be atomic: of several concurrent callers on any hosts, exactly one succeeds. Never a
         check followed by a write.

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib
 from functools import cached_property
-from typing import Any
 
 import pluggy
 
 from spare import hookspecs
 from spare.errors import MissingPlugin
+from spare.hookspecs import CommittedSnapshot
 from spare.registry import LockRegistry, StorageRegistry, TransformRegistry
 
 #: Built-in plugins, by module name: the core never imports them otherwise.
@@ -69,5 +69,5 @@ class Plugins:
         self.pm.hook.spare_register_locks(registry=registry)
         return registry
 
-    def snapshot_committed(self, snapshot: dict[str, Any]) -> None:
+    def snapshot_committed(self, snapshot: CommittedSnapshot) -> None:
         self.pm.hook.spare_snapshot_committed(snapshot=snapshot)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from spare.errors import MissingPlugin
+from spare.transform import TransformChain
 
 if TYPE_CHECKING:
     from spare.keys import KeyRing
@@ -71,6 +72,10 @@ class TransformRegistry(_Registry["Callable[[KeyRing], Transform]"]):
     def add_transform(self, name: str, factory: Callable[[KeyRing], Transform]) -> None:
         """Make the transform ``name`` available; ``factory`` gets the repository's key ring."""
         self._add(name, factory)
+
+    def chain(self, names: Sequence[str], keys: KeyRing) -> TransformChain:
+        """The transforms ``names``, in order, made with the repository's key ring."""
+        return TransformChain([self.get(name)(keys) for name in names])
 
 
 class LockRegistry(_Registry["Callable[[Storage], Lock]"]):

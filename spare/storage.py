@@ -1,4 +1,4 @@
-"""The storage contract the core sees, the wrapper that retries it, and endpoint parsing.
+"""The storage contract the core sees, the wrappers that retry and pace it, and endpoint parsing.
 
 A storage object is bound to one bucket and stores opaque byte strings under ``/``-separated keys.
 Keys are ASCII: the core never names an object after user data.
@@ -113,14 +113,45 @@ class Storage(abc.ABC):
         """Release connections; the storage is not used afterwards."""
 
 
-class RetryingStorage(Storage):
-    """Wraps a storage and retries :class:`StorageTransient` failures with exponential backoff."""
+class StorageWrapper(Storage):
+    """A storage that forwards every call to ``inner``; subclasses override what they change."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.atomic_create = inner.atomic_create
+
+    def ensure_bucket(self) -> None:
+        self.inner.ensure_bucket()
+
+    def put(self, key: str, data: bytes) -> None:
+        self.inner.put(key, data)
+
+    def put_file(self, key: str, path: str) -> None:
+        self.inner.put_file(key, path)
+
+    def create(self, key: str, data: bytes) -> None:
+        self.inner.create(key, data)
+
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        return self.inner.get(key, start, end)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        self.inner.delete(keys)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class RetryingStorage(StorageWrapper):
+    """Retries :class:`StorageTransient` failures with exponential backoff."""
 
     def __init__(self, inner: Storage, attempts: int = 5, first_delay: float = 0.5) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.attempts = attempts
         self.first_delay = first_delay
-        self.atomic_create = inner.atomic_create
 
     def _retry(self, what: str, call: Callable[[], T]) -> T:
         delay = self.first_delay
@@ -160,12 +191,9 @@ class RetryingStorage(Storage):
         keys = list(keys)
         self._retry("deleting objects", lambda: self.inner.delete(keys))
 
-    def close(self) -> None:
-        self.inner.close()
 
-
-class RateLimitedStorage(Storage):
-    """Wraps a storage and keeps the average upload rate under ``bytes_per_second``.
+class RateLimitedStorage(StorageWrapper):
+    """Keeps the average upload rate under ``bytes_per_second``.
 
     Each write waits until the bytes written before it have had their time at that rate, so a
     nightly backup never takes more of the host's uplink than it was given. Reads are not
@@ -182,9 +210,8 @@ class RateLimitedStorage(Storage):
     ) -> None:
         if bytes_per_second <= 0:
             raise ValueError("the upload limit must be positive")
-        self.inner = inner
+        super().__init__(inner)
         self.rate = bytes_per_second
-        self.atomic_create = inner.atomic_create
         self._clock = clock
         self._sleep = sleep
         self._free_at = clock()
@@ -195,9 +222,6 @@ class RateLimitedStorage(Storage):
             self._sleep(self._free_at - now)
             now = self._free_at
         self._free_at = now + size / self.rate
-
-    def ensure_bucket(self) -> None:
-        self.inner.ensure_bucket()
 
     def put(self, key: str, data: bytes) -> None:
         self._paced(len(data))
@@ -210,18 +234,6 @@ class RateLimitedStorage(Storage):
     def create(self, key: str, data: bytes) -> None:
         self._paced(len(data))
         self.inner.create(key, data)
-
-    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
-        return self.inner.get(key, start, end)
-
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
-
-    def delete(self, keys: Iterable[str]) -> None:
-        self.inner.delete(keys)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def parse_endpoint(

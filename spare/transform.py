@@ -4,17 +4,6 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-from spare.errors import RepositoryDamaged
-
-if TYPE_CHECKING:
-    from spare.keys import KeyRing
-    from spare.registry import TransformRegistry
-
-
-class IntegrityError(RepositoryDamaged):
-    """Stored bytes failed to decode: tampered with, truncated or damaged."""
 
 
 class Transform(abc.ABC):
@@ -22,8 +11,8 @@ class Transform(abc.ABC):
 
     ``context`` names what the bytes are (a chunk id, "snapshot", ...); encrypting transforms MUST
     authenticate it, so that a blob cannot be passed off as another. :meth:`decode` MUST raise
-    :class:`IntegrityError` for input that :meth:`encode` did not produce with the same key and
-    context.
+    :class:`~spare.errors.IntegrityError` for input that :meth:`encode` did not produce with the
+    same key and context.
     """
 
     #: Written into every object; frozen once released.
@@ -46,12 +35,6 @@ class TransformChain:
     @property
     def names(self) -> list[str]:
         return [transform.name for transform in self.transforms]
-
-    @classmethod
-    def from_names(
-        cls, names: Sequence[str], registry: TransformRegistry, keys: KeyRing
-    ) -> TransformChain:
-        return cls([registry.get(name)(keys) for name in names])
 
     def encode(self, data: bytes | memoryview, context: bytes) -> bytes:
         for transform in self.transforms:

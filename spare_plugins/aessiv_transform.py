@@ -7,10 +7,11 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
+from spare.errors import IntegrityError
 from spare.hookspecs import hookimpl
 from spare.keys import KeyRing
 from spare.registry import TransformRegistry
-from spare.transform import IntegrityError, Transform
+from spare.transform import Transform
 
 NONCE_BYTES = 16
 

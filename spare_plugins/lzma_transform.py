@@ -6,9 +6,10 @@ import lzma
 import struct
 import zlib
 
+from spare.errors import IntegrityError
 from spare.hookspecs import hookimpl
 from spare.registry import TransformRegistry
-from spare.transform import IntegrityError, Transform
+from spare.transform import Transform
 
 RAW = 0
 LZMA2 = 1
@@ -17,7 +18,7 @@ DICT_SIZE = struct.Struct(">I")
 #: Chosen by measurement on 30 MiB of Python sources in 1 MiB chunks, one core: preset 0 gives a
 #: ratio of 0.225 at 35 MB/s, preset 1 0.209 at 29 MB/s, preset 6 0.181 at 4.5 MB/s. Preset 0
 #: also needs ~5 MiB less memory than preset 1, which create's 100 MiB budget (with s3fs taking
-#: ~75 MiB) cannot spare; preset 6 would need ~90 MiB on its own.
+#: ~37 MiB once it has made a request) can ill spare; preset 6 would need ~90 MiB on its own.
 DEFAULT_PRESET = 0
 
 #: A chunk is first probed on this many bytes with zlib at level 1 (~100 MB/s on random data,

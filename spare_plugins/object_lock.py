@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from spare.errors import ObjectExists, ObjectNotFound, UsageError
+from spare.errors import LockHeld, ObjectExists, ObjectNotFound, UsageError
 from spare.hookspecs import hookimpl
-from spare.lock import Lock, LockHeld
+from spare.lock import Lock
 from spare.registry import LockRegistry
 from spare.storage import Storage
 
@@ -12,6 +12,8 @@ LOCK_KEY = "lock"
 
 
 class ObjectLock(Lock):
+    keys = (LOCK_KEY,)
+
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
 

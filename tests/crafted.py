@@ -59,10 +59,11 @@ def store_crafted_snapshot(
     keys, password); ``cache_dir`` must not be the cache of the spare runs.
     """
     _import_spare()
-    from spare.commands.common import Context
+    from spare.commands.context import Context
+    from spare.repository.chunks import ChunkStore
+    from spare.repository.index import write_index
     from spare.repository.manifest import Entry
-    from spare.repository.repo import Snapshot, now
-    from spare.repository.store import ChunkStore
+    from spare.repository.snapshots import Snapshot, now, store_snapshot
     from spare.storage import parse_endpoint
 
     location = parse_endpoint(
@@ -92,9 +93,10 @@ def store_crafted_snapshot(
         manifest = b"".join(lines)
         manifest_ids, _ = store.store_stream(io.BytesIO(manifest), len(manifest))
         store.finish()
-        repo.write_index(cache.unindexed_packs())
+        write_index(repo, cache.unindexed_packs())
         cache.commit()
-        repo.store_snapshot(
+        store_snapshot(
+            repo,
             Snapshot(
                 seq=1,
                 time=now(),
@@ -102,7 +104,7 @@ def store_crafted_snapshot(
                 path=backed_up_path,
                 inode=0,
                 manifest=[chunk.hex() for chunk in manifest_ids],
-            )
+            ),
         )
     finally:
         repo.close()

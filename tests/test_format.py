@@ -10,15 +10,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spare.errors import RepositoryDamaged
+from spare.errors import IntegrityError, RepositoryDamaged
 from spare.keys import KdfParams, KeyRing, unwrap_master_key, wrap_master_key
 from spare.plugins import Plugins
-from spare.repository.cache import PackInfo
+from spare.repository.index import decode_index, encode_index
 from spare.repository.manifest import Entry, read_manifest
 from spare.repository.objects import BlobRecord
-from spare.repository.packs import FinishedPack, PackWriter, blob_context, read_pack
-from spare.repository.repo import CHUNKER, decode_index, encode_index
-from spare.transform import IntegrityError, TransformChain
+from spare.repository.opening import CHUNKER
+from spare.repository.packs import FinishedPack, PackInfo, PackWriter, blob_context, read_pack
+from spare.transform import TransformChain
 
 KEYS = KeyRing.generate()
 PLUGINS = Plugins()
@@ -28,7 +28,7 @@ SETTINGS = settings(
 
 
 def chain(names: list[str]) -> TransformChain:
-    return TransformChain.from_names(names, PLUGINS.transforms, KEYS)
+    return PLUGINS.transforms.chain(names, KEYS)
 
 
 def chunker(keys: KeyRing, small: bool = True) -> pyfastcdc.FastCDC:

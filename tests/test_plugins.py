@@ -19,9 +19,10 @@ from spare.hookspecs import hookimpl
 from spare.plugins import Plugins, make_plugin_manager
 
 PLUGIN = '''
-import json, os
+import dataclasses, json, os
 from spare.hookspecs import hookimpl
-from spare.transform import IntegrityError, Transform
+from spare.errors import IntegrityError
+from spare.transform import Transform
 
 MARK = b"rev1"
 
@@ -44,7 +45,7 @@ def spare_register_transforms(registry):
 @hookimpl
 def spare_snapshot_committed(snapshot):
     with open(os.environ["SPARE_TEST_HOOK_LOG"], "a") as log:
-        log.write(json.dumps(snapshot) + "\\n")
+        log.write(json.dumps(dataclasses.asdict(snapshot)) + "\\n")
 '''
 
 

@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-from spare.commands.common import Context
-from spare.lock import LockHeld
+from spare.commands.context import Context
+from spare.repository.locking import lock_by_hand, unlock_by_hand
 
 
 def lock(ctx: Context) -> str:
     repo = ctx.open()
     try:
-        lock = ctx.plugins.locks.get("object")(repo.storage)
-        try:
-            lock.acquire(repo.lock_payload("lock"))
-        except LockHeld as held:
-            raise repo.locked_error(repo.describe_lock(held.payload)) from None
-        return "the bucket is locked; 'spare unlock' releases it"
+        lock_by_hand(repo)
     finally:
         repo.close()
+    return "the bucket is locked; 'spare unlock' releases it"
 
 
 def unlock(ctx: Context) -> str:
     repo = ctx.open()
     try:
-        lock = ctx.plugins.locks.get("object")(repo.storage)
-        info = repo.describe_lock(lock.read())
-        if info is None:
-            return "the bucket was not locked"
-        lock.clear()
-        return f"removed the lock of {info.describe()}"
+        info = unlock_by_hand(repo)
     finally:
         repo.close()
+    return "the bucket was not locked" if info is None else f"removed the lock of {info.describe()}"

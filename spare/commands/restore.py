@@ -1,43 +1,43 @@
 """``spare restore``: recreate the snapshot's tree, or part of it, in an empty or new directory.
 
 Three passes keep it fast and safe: (1) stream the manifest and create every entry through the
-target's directory descriptors (see :mod:`spare.commands.target`), recording where each chunk
-goes in a scratch SQLite table; (2) read the packs, each once, in parallel, and write every chunk
-to all places that need it, leaving runs of zeros as holes; (3) apply owners, attributes, modes
-and times, deepest first, so that read-only directories are filled before they are closed.
+target's directory descriptors (see :mod:`spare.commands.restore_target`), recording where each
+chunk goes in a scratch database (:class:`~spare.repository.cache.RestorePlan`); (2) read the
+packs, each once, in parallel, and write every chunk to all places that need it, leaving runs of
+zeros as holes; (3) apply owners, attributes, modes and times, deepest first, so that read-only
+directories are filled before they are closed.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
-import sqlite3
-import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections import defaultdict
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from itertools import groupby
+from pathlib import Path
 
-from spare.commands.common import READERS, Context, Warnings, group_id, reading, user_id
-from spare.commands.target import CannotCreate, Target
+from spare.commands.context import READERS, Context, reading
+from spare.commands.restore_target import Target
+from spare.console import Warnings, say
 from spare.errors import (
+    CannotCreate,
     CompletedWithWarnings,
     LocalSystemError,
-    ObjectNotFound,
     RepositoryDamaged,
     TargetNotEmpty,
     UsageError,
     VerifyFailed,
 )
 from spare.fstree import normalise_skip
+from spare.owners import group_id, user_id
 from spare.repository import manifest as mf
-from spare.repository import objects
+from spare.repository.cache import Place, RestorePlan
 from spare.repository.manifest import Entry, read_manifest_lines
-from spare.repository.repo import Repository, Snapshot
-
-#: Two packs' worth of bytes between two wanted blobs are read through rather than split.
-GAP = 1 << 20
+from spare.repository.repo import Repository
+from spare.repository.snapshots import Snapshot
 
 
 @dataclass
@@ -47,7 +47,13 @@ class RestoreOptions:
     numeric_owner: bool = False
 
 
-def restore(ctx: Context, options: RestoreOptions) -> dict[str, int]:
+@dataclass(frozen=True)
+class RestoreStats:
+    files: int
+    bytes: int
+
+
+def restore(ctx: Context, options: RestoreOptions) -> RestoreStats:
     target = os.path.abspath(options.path)
     _check_target(target)
     with reading(ctx, "restore") as (repo, snapshot):
@@ -102,47 +108,37 @@ class Restorer:
         self.warn = Warnings()
         self.is_root = os.geteuid() == 0
         self.scratch_dir = repo.scratch_dir("restore")
-        self.db = sqlite3.connect(
-            os.path.join(self.scratch_dir.name, "restore.sqlite"), check_same_thread=False
-        )
-        self.db.executescript(
-            "CREATE TABLE places(pack TEXT, offset INTEGER, length INTEGER, id BLOB, path BLOB,"
-            " at INTEGER);"
-            "CREATE TABLE late(seq INTEGER PRIMARY KEY, entry BLOB);"
-            "CREATE TABLE unselected(path BLOB PRIMARY KEY, entry BLOB) WITHOUT ROWID;"
-            "CREATE TABLE wanted(path BLOB, idx INTEGER, id BLOB);"
-        )
+        self.plan = RestorePlan(Path(self.scratch_dir.name) / "restore.sqlite")
         self.target: Target | None = None
         self.files = 0
         self.bytes = 0
         self.damaged: set[bytes] = set()
         self.damaged_lock = threading.Lock()
         self.relinked: dict[bytes, bytes] = {}
-        self.late_count = 0
 
-    def run(self) -> dict[str, int]:
+    def run(self) -> RestoreStats:
         try:
             self._create_entries()
             self._write_contents()
             self._apply_metadata()
         finally:
-            self.db.close()
+            self.plan.close()
             self.scratch_dir.cleanup()
             if self.target is not None:
                 self.target.close()
         assert self.target is not None
         for path in sorted(self.damaged):
-            print(f"spare: damaged: {self.target.display(path)}", file=sys.stderr, flush=True)
+            say(f"damaged: {self.target.display(path)}")
         if self.damaged:
             raise VerifyFailed(
                 f"restored, but {len(self.damaged)} files are damaged in the backup and were "
                 "restored incomplete (listed above); run 'spare verify'"
             )
-        if self.selection and self.files == 0 and self.late_count <= 1:
+        if self.selection and self.files == 0 and self.plan.late_count <= 1:
             raise UsageError("--include matched nothing in the backup; nothing was restored")
         if self.warn.count:
             raise CompletedWithWarnings(f"restored, with {self.warn.count} warnings (see above)")
-        return {"files": self.files, "bytes": self.bytes}
+        return RestoreStats(self.files, self.bytes)
 
     # -- pass 1 -----------------------------------------------------------------------------
     def _open_target(self, root: Entry) -> Entry:
@@ -193,7 +189,7 @@ class Restorer:
                     if entry.type == mf.DIRECTORY:
                         pending.append(entry)
                     elif entry.link is None:  # a hardlink's first name may be needed later
-                        self.db.execute("INSERT INTO unselected VALUES(?, ?)", (entry.path, line))
+                        self.plan.add_unselected(entry.path, line)
                     continue
                 for ancestor in pending:
                     self._create(ancestor)
@@ -201,7 +197,7 @@ class Restorer:
                 if entry.type == mf.DIRECTORY:
                     chosen.append(entry.path)
             self._create(entry, line)
-        self.db.commit()
+        self.plan.commit()
 
     def _create(self, entry: Entry, line: bytes | None = None) -> None:
         """Create ``entry``; ``line`` is its encoding, if the entry is as the manifest has it."""
@@ -231,83 +227,45 @@ class Restorer:
         assert entry.link is not None
         if entry.link in self.relinked:
             return replace(entry, link=self.relinked[entry.link])
-        row = self.db.execute("SELECT entry FROM unselected WHERE path=?", (entry.link,)).fetchone()
-        if row is None:
+        line = self.plan.unselected(entry.link)
+        if line is None:
             return entry  # the first name was restored: link to it
-        first = Entry.from_line(row[0])
+        first = Entry.from_line(line)
         self.relinked[entry.link] = entry.path
         first.path = entry.path
         return first
 
     def _late(self, entry: Entry, line: bytes | None = None) -> None:
-        self.late_count += 1
-        self.db.execute("INSERT INTO late VALUES(?, ?)", (self.late_count, line or entry.to_line()))
+        self.plan.add_late(line or entry.to_line())
 
     def _places(self, entry: Entry) -> None:
         """Note the file's chunks; where they are stored is looked up in one join afterwards."""
-        self.db.executemany(
-            "INSERT INTO wanted VALUES(?, ?, ?)",
-            ((entry.path, index, chunk_id) for index, chunk_id in enumerate(entry.chunks)),
-        )
+        self.plan.want(entry.path, entry.chunks)
         self.files += 1
         self.bytes += entry.size
 
-    def _locate_chunks(self) -> None:
-        """Where every wanted chunk is stored and where it goes in its file, in one query.
-
-        A file with a chunk that no pack holds is damaged: it gets its chunks up to that one.
-        """
-        self.db.execute("ATTACH DATABASE ? AS cache", (str(self.repo.cache.path),))
-        self.db.executescript(
-            """
-            CREATE TEMP TABLE missing AS
-                SELECT w.path, MIN(w.idx) AS idx FROM wanted w
-                LEFT JOIN cache.chunks c ON c.id = w.id WHERE c.id IS NULL GROUP BY w.path;
-            INSERT INTO places
-                SELECT c.pack, c.offset, c.length, w.id, w.path,
-                       SUM(c.size) OVER (PARTITION BY w.path ORDER BY w.idx) - c.size
-                FROM wanted w JOIN cache.chunks c ON c.id = w.id
-                LEFT JOIN missing m ON m.path = w.path
-                WHERE m.idx IS NULL OR w.idx < m.idx;
-            """
-        )
-        self._damaged(row[0] for row in self.db.execute("SELECT path FROM missing"))
-        self.db.commit()
-        self.db.execute("DETACH DATABASE cache")
-
     # -- pass 2 -----------------------------------------------------------------------------
     def _write_contents(self) -> None:
-        self._locate_chunks()
-        self.db.execute("CREATE INDEX places_by_pack ON places(pack, offset)")
-        packs = [row[0] for row in self.db.execute("SELECT DISTINCT pack FROM places")]
-        transforms = {pack: self.repo.cache.pack_info(pack).transforms for pack in packs}
+        self._damaged(self.repo.cache.locate_wanted(self.plan))
         with ThreadPoolExecutor(max_workers=READERS) as pool:
-            for _ in pool.map(lambda pack: self._restore_pack(pack, transforms[pack]), packs):
+            for _ in pool.map(lambda pack: self._restore_pack(*pack), self.plan.packs()):
                 pass
 
     def _restore_pack(self, pack: str, transforms: tuple[str, ...]) -> None:
         assert self.target is not None
-        rows = self.db.execute(
-            "SELECT offset, length, id, path, at FROM places WHERE pack=? ORDER BY offset", (pack,)
-        ).fetchall()
-        for start, end, group in _ranges(rows):
-            try:
-                data = self.repo.storage.get(objects.pack_key(pack), start, end)
-            except ObjectNotFound:
-                data = b""
-            for (offset, length, chunk_id), places in groupby(group, key=lambda r: r[:3]):
-                blob = data[offset - start : offset - start + length]
-                try:
-                    if len(blob) != length:
-                        raise RepositoryDamaged(f"pack {pack} is missing or truncated")
-                    plain = self.repo.decode_blob(chunk_id, blob, transforms)
-                except RepositoryDamaged:
-                    self._damaged(path for _, _, _, path, _ in places)
-                    continue
-                if plain.count(0) == len(plain):
-                    continue  # the file was created at its full size: zeros stay a hole
-                for _, _, _, path, at in places:
-                    self.target.write(path, plain, at)
+        places: defaultdict[int, list[Place]] = defaultdict(list)
+        for place in self.plan.places(pack):
+            places[place[0].offset].append(place)
+        records = [group[0][0] for group in places.values()]
+        for blob in self.repo.load_blobs(pack, transforms, records):
+            here = places[blob.record.offset]
+            if blob.plain is None:
+                self._damaged(path for _, path, _ in here)
+                continue
+            if blob.plain.count(0) == len(blob.plain):
+                continue  # the file was created at its full size: zeros stay a hole
+            for _, path, at in here:
+                self.target.write(path, blob.plain, at)
 
     def _damaged(self, paths: Iterable[bytes]) -> None:
         with self.damaged_lock:
@@ -317,7 +275,7 @@ class Restorer:
     def _apply_metadata(self) -> None:
         assert self.target is not None
         numeric = self.options.numeric_owner
-        for (line,) in self.db.execute("SELECT entry FROM late ORDER BY seq DESC"):
+        for line in self.plan.late_entries():
             entry = Entry.from_line(line)
             uid = entry.uid if numeric else user_id(entry.user, entry.uid)
             gid = entry.gid if numeric else group_id(entry.group, entry.gid)
@@ -327,22 +285,3 @@ class Restorer:
                 self.warn(
                     f"{self.target.display(entry.path)}: cannot set metadata ({exc.strerror})"
                 )
-
-
-def _ranges(
-    rows: list[tuple[int, int, bytes, bytes, int]],
-) -> Iterator[tuple[int, int, list[tuple[int, int, bytes, bytes, int]]]]:
-    """Group a pack's wanted blobs into byte ranges worth one GET each."""
-    group: list[tuple[int, int, bytes, bytes, int]] = []
-    start = end = 0
-    for row in rows:
-        offset, length = row[0], row[1]
-        if group and offset - end > GAP:
-            yield start, end, group
-            group = []
-        if not group:
-            start = offset
-        group.append(row)
-        end = max(end, offset + length)
-    if group:
-        yield start, end, group

@@ -1,8 +1,10 @@
-"""The local cache: where each chunk is stored, and the files seen by the last snapshot.
+"""The local SQLite databases: every SQL statement of spare is in this module.
 
-It lives in SQLite so that lookups stay out of RAM whatever the size of the tree, and it can be
-thrown away at any time: everything in it is rebuilt from the bucket (index objects, pack trailers,
-the snapshot's manifest) when it is missing or disagrees with the bucket.
+:class:`Cache` knows where each chunk is stored and which files the last snapshot saw. It lives
+in SQLite so that lookups stay out of RAM whatever the size of the tree, and it can be thrown
+away at any time: everything in it is rebuilt from the bucket (index objects, pack trailers, the
+snapshot's manifest) when it is missing or disagrees with the bucket. :class:`RestorePlan` and
+:class:`ChunkSet` are the scratch databases of one restore and one verify.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spare.repository.objects import BlobRecord
+from spare.repository.packs import PackInfo
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -41,14 +44,6 @@ class ChunkLocation:
     offset: int
     length: int
     size: int
-
-
-@dataclass(frozen=True)
-class PackInfo:
-    name: str
-    transforms: tuple[str, ...]
-    size: int
-    blobs: tuple[BlobRecord, ...]
 
 
 class Cache:
@@ -109,6 +104,36 @@ class Cache:
         if row is None:
             return None
         return ChunkLocation(row[0], tuple(row[1].split(",")), row[2], row[3], row[4])
+
+    def locate_wanted(self, plan: RestorePlan) -> list[bytes]:
+        """Locate every chunk ``plan`` wants in one join, and where it goes in its file.
+
+        Returns the files with a chunk that no pack holds: they are damaged, and get their
+        chunks up to that one.
+        """
+        db = plan.db
+        db.execute("ATTACH DATABASE ? AS cache", (str(self.path),))
+        db.executescript(
+            """
+            CREATE TEMP TABLE missing AS
+                SELECT w.path, MIN(w.idx) AS idx FROM wanted w
+                LEFT JOIN cache.chunks c ON c.id = w.id WHERE c.id IS NULL GROUP BY w.path;
+            INSERT INTO places
+                SELECT c.pack, c.offset, c.length, c.size, w.id, w.path,
+                       SUM(c.size) OVER (PARTITION BY w.path ORDER BY w.idx) - c.size
+                FROM wanted w JOIN cache.chunks c ON c.id = w.id
+                LEFT JOIN missing m ON m.path = w.path
+                WHERE m.idx IS NULL OR w.idx < m.idx;
+            INSERT INTO pack_transforms
+                SELECT p.name, p.transforms FROM cache.packs p
+                WHERE p.name IN (SELECT DISTINCT pack FROM places);
+            """
+        )
+        damaged = [row[0] for row in db.execute("SELECT path FROM missing")]
+        db.commit()
+        db.execute("DETACH DATABASE cache")
+        db.execute("CREATE INDEX places_by_pack ON places(pack, offset)")
+        return damaged
 
     def add_pack(self, pack: PackInfo, indexed_in: str | None) -> None:
         self.db.execute(
@@ -234,3 +259,92 @@ class Cache:
     def forget_files(self) -> None:
         self.db.execute("DELETE FROM files")
         self.db.execute("DELETE FROM meta WHERE key='files_snapshot'")
+
+
+#: One place a restored chunk goes: its blob in a pack, and the file and offset it is written at.
+Place = tuple[BlobRecord, bytes, int]
+
+
+class RestorePlan:
+    """A restore's scratch database: the entries to finish last, and where each chunk goes.
+
+    Shared by the threads that read packs (each reads its own pack's rows).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path, check_same_thread=False)
+        self.db.executescript(
+            "CREATE TABLE places(pack TEXT, offset INTEGER, length INTEGER, size INTEGER,"
+            " id BLOB, path BLOB, at INTEGER);"
+            "CREATE TABLE pack_transforms(pack TEXT PRIMARY KEY, transforms TEXT);"
+            "CREATE TABLE late(seq INTEGER PRIMARY KEY, entry BLOB);"
+            "CREATE TABLE unselected(path BLOB PRIMARY KEY, entry BLOB) WITHOUT ROWID;"
+            "CREATE TABLE wanted(path BLOB, idx INTEGER, id BLOB);"
+        )
+        self.late_count = 0
+
+    def close(self) -> None:
+        self.db.close()
+
+    def commit(self) -> None:
+        self.db.commit()
+
+    def add_late(self, line: bytes) -> None:
+        """An entry whose metadata is applied after every content is written."""
+        self.late_count += 1
+        self.db.execute("INSERT INTO late VALUES(?, ?)", (self.late_count, line))
+
+    def late_entries(self) -> Iterator[bytes]:
+        """The late entries, last first: children before the directories that hold them."""
+        return (row[0] for row in self.db.execute("SELECT entry FROM late ORDER BY seq DESC"))
+
+    def add_unselected(self, path: bytes, line: bytes) -> None:
+        """An entry that ``--include`` left out, in case a hardlink names it later."""
+        self.db.execute("INSERT INTO unselected VALUES(?, ?)", (path, line))
+
+    def unselected(self, path: bytes) -> bytes | None:
+        row = self.db.execute("SELECT entry FROM unselected WHERE path=?", (path,)).fetchone()
+        return row[0] if row else None
+
+    def want(self, path: bytes, chunks: Iterable[bytes]) -> None:
+        """The file ``path`` is made of ``chunks``, in order."""
+        self.db.executemany(
+            "INSERT INTO wanted VALUES(?, ?, ?)",
+            ((path, index, chunk_id) for index, chunk_id in enumerate(chunks)),
+        )
+
+    def packs(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The packs to read (after :meth:`Cache.locate_wanted`), with their transforms."""
+        return [
+            (pack, tuple(transforms.split(",")))
+            for pack, transforms in self.db.execute("SELECT pack, transforms FROM pack_transforms")
+        ]
+
+    def places(self, pack: str) -> list[Place]:
+        """Where the chunks of ``pack`` go, by offset in the pack."""
+        return [
+            (BlobRecord(chunk_id, offset, length, size), path, at)
+            for offset, length, size, chunk_id, path, at in self.db.execute(
+                "SELECT offset, length, size, id, path, at FROM places WHERE pack=? "
+                "ORDER BY offset",
+                (pack,),
+            )
+        ]
+
+
+class ChunkSet:
+    """A set of chunk ids on disk (verify's good chunks): as large as a repository gets."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path, check_same_thread=False)
+        self.db.execute("CREATE TABLE chunks(id BLOB PRIMARY KEY) WITHOUT ROWID")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def add(self, chunk_ids: Iterable[bytes]) -> None:
+        self.db.executemany("INSERT OR IGNORE INTO chunks VALUES(?)", ((c,) for c in chunk_ids))
+
+    def __contains__(self, chunk_id: object) -> bool:
+        row = self.db.execute("SELECT 1 FROM chunks WHERE id=?", (chunk_id,)).fetchone()
+        return row is not None

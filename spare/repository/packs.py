@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from spare.errors import RepositoryDamaged
-from spare.repository.cache import PackInfo
 from spare.repository.objects import (
     BLOB_RECORD,
     KIND_PACK,
@@ -51,6 +50,16 @@ def decode_records(data: bytes) -> list[BlobRecord]:
     if len(data) % BLOB_RECORD.size:
         raise RepositoryDamaged("a pack trailer has a bad length")
     return [BlobRecord(*fields) for fields in BLOB_RECORD.iter_unpack(data)]
+
+
+@dataclass(frozen=True)
+class PackInfo:
+    """What the index knows of a pack: its name, transforms, size and blob records."""
+
+    name: str
+    transforms: tuple[str, ...]
+    size: int
+    blobs: tuple[BlobRecord, ...]
 
 
 @dataclass

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from spare.lock import Lock, LockHeld
+from spare.errors import LockHeld
+from spare.lock import Lock
 
 
 class LockContract:

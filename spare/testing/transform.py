@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spare.transform import IntegrityError, Transform
+from spare.errors import IntegrityError
+from spare.transform import Transform
 
 
 class TransformContract:

@@ -15,17 +15,13 @@ import threading
 from collections import OrderedDict
 
 from spare import xattrs
-from spare.errors import RepositoryDamaged
+from spare.errors import CannotCreate, RepositoryDamaged
 from spare.fstree import DIRECTORY_FLAGS
 from spare.repository import manifest as mf
 from spare.repository.manifest import Entry
 
 #: Open directory descriptors kept for reuse; restores visit directories in runs.
 OPEN_DIRECTORIES = 64
-
-
-class CannotCreate(Exception):
-    """The target's file system refused an entry (no hardlinks on FAT, say): a warning."""
 
 
 def split(path: bytes) -> tuple[bytes, bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 import stat
@@ -10,22 +11,24 @@ import time
 from dataclasses import dataclass, field
 
 from spare import xattrs
-from spare.commands.common import (
-    Context,
-    Warnings,
-    group_name,
-    limit_to_one_core,
-    log,
-    uninterrupted,
-    user_name,
-)
+from spare.commands.context import Context
+from spare.console import Warnings
 from spare.errors import CompletedWithWarnings, IdentityMismatch, Interrupted, SourceUnavailable
 from spare.fstree import Found, Skipper, walk
+from spare.hookspecs import CommittedSnapshot
+from spare.owners import group_name, user_name
 from spare.repository import manifest as mf
 from spare.repository.cache import Cache
+from spare.repository.chunks import PACK_SIZE, ChunkStore
+from spare.repository.index import sync_index, write_index
+from spare.repository.locking import locked
 from spare.repository.manifest import Entry, ManifestWriter
-from spare.repository.repo import Repository, Snapshot, now
-from spare.repository.store import PACK_SIZE, ChunkStore, prune
+from spare.repository.prune import prune
+from spare.repository.repo import Repository
+from spare.repository.snapshots import Snapshot, list_snapshots, now, store_snapshot
+from spare.signals import uninterrupted
+
+log = logging.getLogger("spare")
 
 _TYPES = {
     stat.S_IFREG: mf.FILE,
@@ -47,18 +50,34 @@ class BackupOptions:
     force: bool = False
     compression: str = "lzma"
     pack_size: int = PACK_SIZE
+    #: Bytes per second that uploads may average; None for no limit.
+    limit_upload: int | None = None
 
 
-def create(ctx: Context, options: BackupOptions) -> dict[str, int]:
+@dataclass(frozen=True)
+class CreateStats:
+    """What a create did: the tree it stored, what was new, what the prune deleted."""
+
+    entries: int
+    files: int
+    bytes: int
+    new_bytes: int
+    stored_bytes: int
+    deleted_objects: int
+    repacked: int
+    warnings: int
+
+
+def create(ctx: Context, options: BackupOptions) -> CreateStats:
     """Back up ``options.path``; returns the run's statistics. Raises CompletedWithWarnings."""
     source = os.path.abspath(options.path)
     root_stat = _check_source(source)
     limit_to_one_core()
-    repo = ctx.open(create=True, compression=options.compression)
+    repo = ctx.open(create=True, compression=options.compression, limit_upload=options.limit_upload)
     warn = Warnings()
     try:
-        with repo.locked("create"):
-            snapshots, unreadable = repo.snapshots()
+        with locked(repo, "create"):
+            snapshots, unreadable = list_snapshots(repo)
             previous = snapshots[-1] if snapshots else None
             if unreadable and previous is None:
                 warn(f"the previous snapshot {unreadable[0]} is damaged; this run replaces it")
@@ -67,9 +86,17 @@ def create(ctx: Context, options: BackupOptions) -> dict[str, int]:
             stats = _backup(repo, ctx, source, options, previous, warn)
     finally:
         repo.close()
-    if stats["warnings"]:
-        raise CompletedWithWarnings(f"backup stored, with {stats['warnings']} warnings (see above)")
+    if stats.warnings:
+        raise CompletedWithWarnings(f"backup stored, with {stats.warnings} warnings (see above)")
     return stats
+
+
+def limit_to_one_core() -> None:
+    """Keep create on one core, as promised; the host it runs on is a production server."""
+    if hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) > 1:
+            os.sched_setaffinity(0, {cores[os.getpid() % len(cores)]})
 
 
 def _check_source(source: str) -> os.stat_result:
@@ -115,10 +142,10 @@ def _backup(
     options: BackupOptions,
     previous: Snapshot | None,
     warn: Warnings,
-) -> dict[str, int]:
+) -> CreateStats:
     started = time.monotonic()
     cache = repo.cache
-    repo.sync_index()
+    sync_index(repo)
     cache.begin()
     if previous is None or cache.get_meta("files_snapshot") != previous.name:
         cache.forget_files()
@@ -141,7 +168,7 @@ def _backup(
         raise
     finally:
         manifest.close()
-    repo.write_index(cache.unindexed_packs())
+    write_index(repo, cache.unindexed_packs())
     snapshot = Snapshot(
         seq=(previous.seq + 1) if previous else 1,
         time=now(),
@@ -158,11 +185,21 @@ def _backup(
         },
     )
     with uninterrupted():
-        repo.store_snapshot(snapshot)  # the commit point
+        store_snapshot(repo, snapshot)  # the commit point
         cache.commit()
         cache.commit_files(snapshot.name)
     ctx.plugins.snapshot_committed(
-        {"time": snapshot.time, "host": snapshot.host, "path": snapshot.path, **snapshot.stats}
+        CommittedSnapshot(
+            time=snapshot.time,
+            host=snapshot.host,
+            path=snapshot.path,
+            seq=snapshot.seq,
+            entries=manifest.entries,
+            files=files,
+            bytes=total,
+            new_bytes=store.stats.new_bytes,
+            stored_bytes=store.stats.stored_bytes,
+        )
     )
     try:
         pruned = prune(repo, snapshot, options.pack_size)
@@ -176,10 +213,19 @@ def _backup(
         total,
         store.stats.new_bytes,
         store.stats.stored_bytes,
-        pruned["deleted_objects"],
+        pruned.deleted_objects,
         time.monotonic() - started,
     )
-    return {**snapshot.stats, **pruned, "warnings": warn.count}
+    return CreateStats(
+        entries=manifest.entries,
+        files=files,
+        bytes=total,
+        new_bytes=store.stats.new_bytes,
+        stored_bytes=store.stats.stored_bytes,
+        deleted_objects=pruned.deleted_objects,
+        repacked=pruned.repacked,
+        warnings=warn.count,
+    )
 
 
 def _walk(

@@ -1,0 +1,29 @@
+"""What spare tells the person running it: one line each on standard error, after ``spare:``.
+
+Every message, note, warning and error goes through :func:`say`, so that how spare speaks is
+decided in one place. Standard error's ``backslashreplace`` keeps file names of any bytes
+printable.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def say(message: str) -> None:
+    print(f"spare: {message}", file=sys.stderr, flush=True)
+
+
+class Warnings:
+    """Counts what went wrong without stopping the run, saying each as it happens."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, message: str) -> None:
+        self.count += 1
+        say(f"warning: {message}")
+
+    def note(self, message: str) -> None:
+        """Say something worth knowing that is no fault: the exit code stays 0."""
+        say(f"note: {message}")

@@ -1,0 +1,125 @@
+"""Writing chunks: each stored once, deduplicated against the cache and the pack being filled."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pyfastcdc
+
+from spare.repository.packs import FinishedPack, PackWriter, Uploader, blob_context
+from spare.repository.repo import Repository
+from spare.sparse import Extent, extents
+
+log = logging.getLogger(__name__)
+
+#: Default pack size: big enough that small files do not cost a PUT each, small enough for memory.
+PACK_SIZE = 8 << 20
+
+
+@dataclass
+class WriteStats:
+    chunks: int = 0
+    new_chunks: int = 0
+    new_bytes: int = 0
+    stored_bytes: int = 0
+
+
+class ChunkStore:
+    """Stores each chunk once: dedup against the cache and the open pack, then pack and upload."""
+
+    def __init__(self, repo: Repository, pack_size: int = PACK_SIZE) -> None:
+        self.repo = repo
+        self.stats = WriteStats()
+        self._scratch = repo.scratch_dir("packs")
+        self.tmpdir = self._scratch.name
+        self.uploader = Uploader(repo.storage)
+        self.packs = PackWriter(repo.chain, pack_size, self.tmpdir, self._pack_full)
+        self._zero_ids: dict[int, bytes] = {}
+        chunker = repo.config["chunker"]
+        self.cdc = pyfastcdc.FastCDC(
+            chunker["avg"],
+            min_size=chunker["min"],
+            max_size=chunker["max"],
+            seed=repo.keys.chunker_seed,
+        )
+
+    def _pack_full(self, pack: FinishedPack) -> None:
+        self.repo.cache.add_pack(pack.info, indexed_in=None)
+        self.uploader.submit(pack)
+
+    def store(self, data: bytes | memoryview) -> bytes:
+        """The id of ``data``, stored if it was not yet."""
+        chunk_id = self.repo.keys.chunk_id(data)
+        self.stats.chunks += 1
+        if chunk_id in self.packs or self.repo.cache.has_chunk(chunk_id):
+            return chunk_id
+        blob = self.repo.chain.encode(data, blob_context(chunk_id))
+        self.packs.add(chunk_id, blob, len(data))
+        self.stats.new_chunks += 1
+        self.stats.new_bytes += len(data)
+        self.stats.stored_bytes += len(blob)
+        return chunk_id
+
+    def store_stream(self, stream: Any, size: int | None = None) -> tuple[list[bytes], int]:
+        """Cut a readable binary stream into content-defined chunks and store each.
+
+        Returns the chunk ids and the number of bytes read. A stream known to hold at most one
+        maximal chunk is read whole: pyfastcdc's stream reader allocates twice the maximal chunk
+        size, which small files should not pay for.
+        """
+        if size is not None and size <= self.cdc.max_size:
+            data = stream.read(size + 1)  # one byte more tells whether it grew meanwhile
+            if len(data) <= size:
+                return [self.store(chunk.data) for chunk in self.cdc.cut_buf(data)], len(data)
+            stream.seek(0)
+        ids, length = [], 0
+        for chunk in self.cdc.cut_stream(stream):
+            ids.append(self.store(chunk.data))
+            length += chunk.length
+        return ids, length
+
+    def store_sparse(self, fd: int, size: int) -> tuple[list[bytes], int]:
+        """Store a file with holes without reading them: data runs are cut as usual, holes
+        become all-zero chunks (of the maximal chunk size, and one shorter), which restore
+        leaves as holes again. A 300 GB ``/var/log/lastlog`` costs what its data costs."""
+        chunks: list[bytes] = []
+        length = 0
+        for start, end, is_data in extents(fd, size):
+            if is_data:
+                for chunk in self.cdc.cut_stream(Extent(fd, start, end)):
+                    chunks.append(self.store(chunk.data))
+                    length += chunk.length
+                continue
+            whole, rest = divmod(end - start, self.cdc.max_size)
+            chunks += [self._zeros(self.cdc.max_size)] * whole
+            if rest:
+                chunks.append(self._zeros(rest))
+            length += end - start
+        return chunks, length
+
+    def _zeros(self, length: int) -> bytes:
+        """The id of ``length`` zero bytes, stored once and hashed once per run."""
+        if length not in self._zero_ids:
+            self._zero_ids[length] = self.store(bytes(length))
+        return self._zero_ids[length]
+
+    def store_raw(self, chunk_id: bytes, blob: bytes, size: int) -> None:
+        """Store an already encoded blob (the prune's repacking copies blobs unchanged)."""
+        self.packs.add(chunk_id, blob, size)
+
+    def finish(self) -> None:
+        """Flush the last pack and wait until every upload has finished."""
+        self.packs.flush()
+        self.uploader.close()
+        self._scratch.cleanup()
+
+    def abandon(self) -> None:
+        """On interruption: the upload in flight finishes whole (bounded), nothing new starts."""
+        self.packs.discard()
+        try:
+            self.uploader.close(timeout=30)
+        except Exception as exc:  # the run is failing already; the next one re-uploads
+            log.debug("upload after interruption failed: %s", exc)
+        self._scratch.cleanup()

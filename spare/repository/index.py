@@ -1,0 +1,144 @@
+"""The index: encrypted objects that list every pack and the blobs in it.
+
+The local cache holds the same facts for fast lookups; :func:`sync_index` brings it in line with
+the bucket, and adopts packs that no index object names yet (those of an interrupted run).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Iterator
+
+from spare.errors import RepositoryDamaged
+from spare.repository import objects
+from spare.repository.objects import BLOB_RECORD, BlobRecord
+from spare.repository.packs import PackInfo, parse_trailer, trailer_size
+from spare.repository.repo import Repository
+
+log = logging.getLogger(__name__)
+
+#: Blobs per index object (~44 bytes each): one object, and what it takes to write or read it,
+#: stays near 700 KiB. A pack is never split between objects, so the last pack may go past it.
+INDEX_BLOBS = 16384
+
+_PACK_HEADER = struct.Struct(">32sQB")
+_COUNT = struct.Struct(">I")
+
+
+def sync_index(repo: Repository) -> None:
+    """Bring the local cache in line with the bucket's index objects and packs."""
+    cache = repo.cache
+    in_bucket = {
+        name: info.size
+        for info in repo.storage.list(objects.INDEX)
+        if (name := objects.index_name(info.key))
+    }
+    packs = {
+        name: info.size
+        for info in repo.storage.list(objects.PACKS)
+        if (name := objects.pack_name(info.key))
+    }
+    cache.begin()
+    if set(in_bucket) != cache.index_names():
+        log.info("rebuilding the local cache from %d index objects", len(in_bucket))
+        cache.clear_index()
+        cache.forget_files()
+        for name in in_bucket:
+            _load_index(repo, name)
+    cached = cache.pack_names()
+    lost = cached - set(packs)
+    if lost:
+        # The files cache may name chunks that were in them: every file is read again, so that
+        # create stores those chunks anew instead of pointing at nothing.
+        log.info("%d packs are missing from the bucket; reading every file again", len(lost))
+        cache.remove_packs(lost)
+        cache.forget_files()
+    for name in sorted(set(packs) - cached):
+        _adopt_pack(repo, name, packs[name])
+    cache.commit()
+
+
+def _load_index(repo: Repository, name: str) -> None:
+    data = repo.storage.get(objects.index_key(name))
+    if objects.content_name(data) != name:
+        raise RepositoryDamaged(f"index object {name} does not match its checksum")
+    body = repo.decode_object(data, objects.KIND_INDEX, b"index")
+    for pack in decode_index(body):
+        repo.cache.add_pack(pack, indexed_in=name)
+    repo.cache.add_index(name)
+
+
+def _adopt_pack(repo: Repository, name: str, size: int) -> None:
+    """A pack no index knows (an interrupted run's): read its trailer so it can be reused."""
+    key = objects.pack_key(name)
+    try:
+        head = repo.storage.get(key, 0, 256)
+        names, _ = objects.parse_preamble(head, objects.KIND_PACK)
+        chain = repo.chain_for(names)
+        tail = repo.storage.get(key, max(0, size - 64 * 1024), size)
+        if trailer_size(tail) > len(tail):
+            tail = repo.storage.get(key, max(0, size - trailer_size(tail)), size)
+        blobs = parse_trailer(tail, chain)
+    except RepositoryDamaged as exc:
+        log.warning("ignoring damaged pack %s (%s); it will be pruned", name, exc)
+        return
+    repo.cache.add_pack(PackInfo(name, tuple(names), size, tuple(blobs)), indexed_in=None)
+
+
+def write_index(repo: Repository, packs: list[str]) -> list[str]:
+    """Store index objects covering ``packs``; returns their names."""
+    written = []
+    group: list[PackInfo] = []
+    blobs = 0
+    for name in packs:
+        info = repo.cache.pack_info(name)
+        group.append(info)
+        blobs += len(info.blobs)
+        if blobs >= INDEX_BLOBS:
+            written.append(_store_index(repo, group))
+            group, blobs = [], 0
+    if group:
+        written.append(_store_index(repo, group))
+    return written
+
+
+def _store_index(repo: Repository, packs: list[PackInfo]) -> str:
+    data = repo.encode_object(objects.KIND_INDEX, encode_index(packs), b"index")
+    name = objects.content_name(data)
+    repo.storage.put(objects.index_key(name), data)
+    repo.cache.add_index(name)
+    repo.cache.set_indexed((pack.name for pack in packs), name)
+    return name
+
+
+def encode_index(packs: list[PackInfo]) -> bytes:
+    out = bytearray(_COUNT.pack(len(packs)))
+    for pack in packs:
+        transforms = ",".join(pack.transforms).encode("ascii")
+        out += _PACK_HEADER.pack(bytes.fromhex(pack.name), pack.size, len(transforms))
+        out += transforms
+        out += _COUNT.pack(len(pack.blobs))
+        out += b"".join(blob.pack() for blob in pack.blobs)
+    return bytes(out)
+
+
+def decode_index(body: bytes) -> Iterator[PackInfo]:
+    try:
+        (count,) = _COUNT.unpack_from(body, 0)
+        pos = _COUNT.size
+        for _ in range(count):
+            raw_name, size, length = _PACK_HEADER.unpack_from(body, pos)
+            pos += _PACK_HEADER.size
+            transforms = tuple(body[pos : pos + length].decode("ascii").split(","))
+            pos += length
+            (blobs,) = _COUNT.unpack_from(body, pos)
+            pos += _COUNT.size
+            records = tuple(
+                BlobRecord(*BLOB_RECORD.unpack_from(body, pos + i * BLOB_RECORD.size))
+                for i in range(blobs)
+            )
+            pos += blobs * BLOB_RECORD.size
+            yield PackInfo(raw_name.hex(), transforms, size, records)
+    except (struct.error, UnicodeError) as exc:
+        raise RepositoryDamaged(f"an index object is malformed ({exc})") from exc

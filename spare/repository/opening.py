@@ -1,0 +1,157 @@
+"""Opening a bucket as a repository, and making an empty bucket one.
+
+The ``config`` object is the bucket's only plaintext: the marker that the bucket is spare's, the
+format version, the KDF's parameters and the master key wrapped with the password's key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from spare.errors import (
+    ForeignBucket,
+    NoSnapshot,
+    ObjectExists,
+    ObjectNotFound,
+    RepositoryDamaged,
+    WrongPassword,
+)
+from spare.keys import KdfParams, KeyRing, unwrap_master_key, wrap_master_key
+from spare.plugins import Plugins
+from spare.repository import objects
+from spare.repository.repo import Repository
+from spare.repository.snapshots import now
+from spare.storage import Storage
+
+CONFIG_FORMAT = "spare-repository"
+
+#: Chunker parameters of new repositories. pyfastcdc's chunks average ``avg + min``: ~1 MiB. The
+#: maximum bounds create's memory: pyfastcdc buffers two maximal chunks, the transforms a few more.
+CHUNKER = {"avg": 768 << 10, "min": 256 << 10, "max": 2 << 20}
+
+
+class KnownConfigs:
+    """The configs of the buckets this host has opened, by location, to derive keys early."""
+
+    def __init__(self, cache_root: Path) -> None:
+        self.dir = cache_root / "buckets"
+
+    def _path(self, location: str) -> Path:
+        return self.dir / f"{hashlib.sha256(location.encode()).hexdigest()[:32]}.json"
+
+    def get(self, location: str) -> dict[str, Any] | None:
+        try:
+            config = json.loads(self._path(location).read_text())
+        except (OSError, ValueError):
+            return None
+        return config if isinstance(config, dict) else None
+
+    def put(self, location: str, config: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self._path(location)
+        tmp = path.with_suffix(f".tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(config))
+        os.replace(tmp, path)
+
+
+def open_repository(
+    connect: Callable[[], Storage],
+    password: str,
+    plugins: Plugins,
+    cache_root: Path,
+    *,
+    location: str,
+    create: bool = False,
+    compression: str | None = "lzma",
+) -> Repository:
+    """Open the bucket ``connect()`` reaches; with ``create``, make an empty one a repository.
+
+    Raises before anything is written when the password is wrong or the bucket is not spare's.
+    When this host has opened the bucket before, the key is derived from the config it remembers
+    *before* connecting: the KDF's memory and the S3 client's are then never needed at the same
+    time. The bucket's config is still read, and wins if it differs.
+    """
+    remembered = KnownConfigs(cache_root).get(location)
+    early = None
+    if remembered is not None:
+        with contextlib.suppress(WrongPassword, RepositoryDamaged):
+            early = _unlock(remembered, password)
+    storage = connect()
+    config = _read_config(storage)
+    if config is None:
+        if not create:
+            raise NoSnapshot("there is no backup in this bucket (it is empty or missing)")
+        config, keys = _initialise(storage, password)
+    else:
+        keys = early if early is not None and config == remembered else None
+    if keys is None:
+        keys = _unlock(config, password)
+    if config != remembered:
+        KnownConfigs(cache_root).put(location, config)
+    return Repository(storage, config, keys, plugins, cache_root, compression)
+
+
+def _unlock(config: dict[str, Any], password: str) -> KeyRing:
+    kdf = KdfParams.from_json(config.get("kdf", {}))
+    try:
+        wrapped = bytes.fromhex(config["master_key"])
+    except (KeyError, ValueError) as exc:
+        raise RepositoryDamaged("the bucket's config has no readable master key") from exc
+    return KeyRing(unwrap_master_key(wrapped, kdf.derive(password)))
+
+
+def _read_config(storage: Storage) -> dict[str, Any] | None:
+    try:
+        raw = storage.get(objects.CONFIG_KEY)
+    except ObjectNotFound:
+        found = next(iter(storage.list()), None)
+        if found is not None:
+            raise ForeignBucket(
+                f"the bucket holds objects (e.g. {found.key!r}) but is not a spare backup; "
+                "spare only writes to buckets it owns: use an empty one (nothing was changed)"
+            ) from None
+        return None
+    try:
+        config = json.loads(raw)
+        if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
+            raise ValueError("no spare marker")
+    except ValueError:
+        raise ForeignBucket(
+            "the bucket's 'config' object is not spare's; spare only writes to buckets it "
+            "owns: use an empty bucket (nothing was changed)"
+        ) from None
+    if config.get("version") != objects.FORMAT_VERSION:
+        raise RepositoryDamaged(
+            f"the bucket holds a spare repository of version {config.get('version')}; this "
+            f"spare reads version {objects.FORMAT_VERSION}: upgrade spare"
+        )
+    return config
+
+
+def _initialise(storage: Storage, password: str) -> tuple[dict[str, Any], KeyRing | None]:
+    """Make the bucket a repository; the key ring is None if another spare was first."""
+    storage.ensure_bucket()
+    keys = KeyRing.generate()
+    kdf = KdfParams.generate()
+    config = {
+        "format": CONFIG_FORMAT,
+        "version": objects.FORMAT_VERSION,
+        "id": os.urandom(16).hex(),
+        "created": now(),
+        "kdf": kdf.to_json(),
+        "master_key": wrap_master_key(keys.master, kdf.derive(password)).hex(),
+        "chunker": CHUNKER,
+    }
+    try:
+        storage.create(objects.CONFIG_KEY, json.dumps(config, indent=2).encode())
+    except ObjectExists:  # another spare initialised it first: use theirs
+        found = _read_config(storage)
+        assert found is not None
+        return found, None
+    return config, keys
