@@ -24,7 +24,8 @@ from harness import (
     assert_error,
     assert_ok,
 )
-from treeutil import assert_trees_equal, snapshot_tree, write_file
+
+from spare.testing.trees import assert_trees_equal, snapshot_tree, write_file
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -33,7 +33,8 @@ from harness import (
     free_port,
     hostname_prefix,
 )
-from treeutil import snapshot_tree, write_file
+
+from spare.testing.trees import snapshot_tree, write_file
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -1,8 +1,8 @@
 """Restore is faithful to the last bit: names, types, metadata, sparseness, selection.
 
-The round trip of the richest tree (``richtree.build_richest_tree``) must come back with no
-difference at all; each part of it also has a test of its own, so that a failure says at once
-what was lost. What the current user cannot build is skipped with the reason.
+The round trip of the richest tree (``spare.testing.trees.build_richest_tree``) must come back
+with no difference at all; each part of it also has a test of its own, so that a failure says at
+once what was lost. What the current user cannot build is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from harness import (
     assert_error,
     assert_ok,
     describe,
+    short_tempdir,
     stored_bytes,
 )
-from richtree import (
+
+from spare.testing.trees import (
     NFC,
     NFD,
     PRE_1970_NS,
@@ -43,7 +45,6 @@ from richtree import (
     pattern_bytes,
     scan_tree,
     set_mtimes,
-    short_tempdir,
     unnamed_id,
 )
 
@@ -121,7 +122,7 @@ def test_richest_tree_round_trip(
 
 
 def _all_parts() -> Iterable[str]:
-    from richtree import PARTS
+    from spare.testing.trees import PARTS
 
     return PARTS.keys()
 

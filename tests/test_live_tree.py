@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 from harness import Backend, SpareRunner, assert_ok, describe, finish, wait_until
-from richtree import pattern_bytes
+
+from spare.testing.trees import pattern_bytes
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from harness import Backend, SpareRunner, assert_error, assert_ok
-from treeutil import MiB, assert_trees_equal, snapshot_tree, write_file
+
+from spare.testing.trees import MiB, assert_trees_equal, snapshot_tree, write_file
 
 EXIT_LOCAL = 16
 

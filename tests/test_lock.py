@@ -25,7 +25,8 @@ from harness import (
     hostname_prefix,
     wait_until,
 )
-from treeutil import MiB, assert_trees_equal, snapshot_tree, write_file
+
+from spare.testing.trees import MiB, assert_trees_equal, snapshot_tree, write_file
 
 pytestmark = pytest.mark.timeout(180)
 

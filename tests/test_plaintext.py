@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from harness import Backend, SpareRunner, assert_ok, hostname_prefix
-from treeutil import write_file
+
+from spare.testing.trees import write_file
 
 pytestmark = pytest.mark.timeout(180)
 

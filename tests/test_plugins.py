@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from harness import REPO_ROOT, Backend, SpareRunner, assert_error, assert_ok
-from treeutil import assert_trees_equal, build_rich_tree, snapshot_tree
 
 from spare.hookspecs import hookimpl
 from spare.plugins import Plugins, make_plugin_manager
+from spare.testing.trees import assert_trees_equal, build_rich_tree, snapshot_tree
 
 PLUGIN = '''
 import json, os

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 from harness import Backend, SpareRunner, clean_env, describe
-from treeutil import MiB, compressible_text, write_file
+
+from spare.testing.trees import MiB, compressible_text, write_file
 
 pytestmark = pytest.mark.timeout(240)
 

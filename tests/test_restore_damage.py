@@ -15,7 +15,8 @@ from harness import (
     describe,
     largest,
 )
-from treeutil import write_file
+
+from spare.testing.trees import write_file
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from crafted import entry, store_crafted_snapshot
 from harness import EXIT_DAMAGED, Backend, SpareRunner, assert_error, assert_ok
-from richtree import compare_scans, scan_tree
+
+from spare.testing.trees import compare_scans, scan_tree
 
 pytestmark = pytest.mark.timeout(120)
 

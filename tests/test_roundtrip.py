@@ -26,7 +26,8 @@ from harness import (
     stray_keys,
     wait_until,
 )
-from treeutil import (
+
+from spare.testing.trees import (
     MiB,
     assert_trees_equal,
     build_rich_tree,

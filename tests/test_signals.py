@@ -26,7 +26,8 @@ from harness import (
     stray_keys,
     wait_until,
 )
-from treeutil import MiB, assert_trees_equal, snapshot_tree, write_file
+
+from spare.testing.trees import MiB, assert_trees_equal, snapshot_tree, write_file
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -6,7 +6,8 @@ import socket
 from pathlib import Path
 
 from harness import Backend, SpareRunner, assert_ok
-from treeutil import write_file
+
+from spare.testing.trees import write_file
 
 
 def test_socket_is_skipped_with_a_note(

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from harness import Backend, SpareRunner, assert_ok
-from treeutil import assert_trees_equal, snapshot_tree, write_file
 
 from spare.errors import StorageTransient
 from spare.plugins import Plugins
 from spare.storage import RateLimitedStorage, RetryingStorage, Storage, StorageLocation
+from spare.testing.trees import assert_trees_equal, snapshot_tree, write_file
 
 
 def memory_storage() -> Storage:

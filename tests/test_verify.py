@@ -22,7 +22,8 @@ from harness import (
     describe,
     largest,
 )
-from treeutil import MiB, regular_files, write_file
+
+from spare.testing.trees import MiB, regular_files, write_file
 
 pytestmark = pytest.mark.timeout(180)
 
