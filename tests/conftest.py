@@ -14,7 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Backend, FileBackend, MotoProcess, S3Backend, S3Server, SpareRunner
+from support.buckets import (
+    Backend,
+    FileBackend,
+    MotoProcess,
+    S3Backend,
+    S3Server,
+    new_bucket_name,
+)
+from support.harness import SpareRunner
 
 
 @pytest.fixture(scope="session")
@@ -33,11 +41,6 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield moto.start()
     finally:
         moto.stop()
-
-
-def new_bucket_name() -> str:
-    """A bucket name no other test (or earlier run against a real endpoint) uses."""
-    return f"spare-test-{secrets.token_hex(8)}"
 
 
 @pytest.fixture(params=["file", "s3"])

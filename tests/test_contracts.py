@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from harness import S3Server
+from support.buckets import S3Server
 
 from spare.keys import KeyRing
 from spare.lock import Lock

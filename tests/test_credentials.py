@@ -14,16 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import new_bucket_name
-from harness import (
-    EXIT_ACCESS_DENIED,
-    MotoProcess,
-    S3Backend,
-    S3Server,
-    SpareRunner,
-    assert_error,
-    assert_ok,
-)
+from support.buckets import MotoProcess, S3Backend, S3Server, new_bucket_name
+from support.harness import EXIT_ACCESS_DENIED, SpareRunner, assert_error, assert_ok
 
 from spare.testing.trees import assert_trees_equal, snapshot_tree, write_file
 

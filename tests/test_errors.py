@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import (
+from support.buckets import Backend, MotoProcess, S3Server
+from support.harness import (
     EXIT_ACCESS_DENIED,
     EXIT_FOREIGN_BUCKET,
     EXIT_IDENTITY,
@@ -24,9 +25,6 @@ from harness import (
     EXIT_USAGE,
     EXIT_WRONG_PASSWORD,
     REPO_ROOT,
-    Backend,
-    MotoProcess,
-    S3Server,
     SpareRunner,
     assert_error,
     assert_ok,

@@ -17,17 +17,16 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-from crafted import entry, store_crafted_snapshot
-from harness import (
+from support.buckets import Backend, stored_bytes
+from support.crafted import entry, store_crafted_snapshot
+from support.harness import (
     EXIT_USAGE,
-    Backend,
     SpareResult,
     SpareRunner,
     assert_error,
     assert_ok,
     describe,
     short_tempdir,
-    stored_bytes,
 )
 
 from spare.testing.trees import (

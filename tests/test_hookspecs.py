@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 
-from harness import REPO_ROOT
+from support.harness import REPO_ROOT
 
 from spare import hookspecs
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from harness import REPO_ROOT
+from support.harness import REPO_ROOT
 
 #: Each package, and the packages it must never import.
 FORBIDDEN = {

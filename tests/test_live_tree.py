@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import Backend, SpareRunner, assert_ok, describe, finish, wait_until
+from support.buckets import Backend
+from support.harness import SpareRunner, assert_ok, describe, finish, wait_until
 
 from spare.testing.trees import pattern_bytes
 

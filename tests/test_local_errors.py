@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Backend, SpareRunner, assert_error, assert_ok
+from support.buckets import Backend
+from support.harness import SpareRunner, assert_error, assert_ok
 
 from spare.testing.trees import MiB, assert_trees_equal, snapshot_tree, write_file
 

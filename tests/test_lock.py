@@ -13,11 +13,9 @@ import socket
 from pathlib import Path
 
 import pytest
-from harness import (
+from support.buckets import PACKS, SNAPSHOTS, Backend
+from support.harness import (
     EXIT_LOCKED,
-    PACKS,
-    SNAPSHOTS,
-    Backend,
     SpareRunner,
     assert_error,
     assert_ok,

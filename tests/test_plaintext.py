@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from harness import Backend, SpareRunner, assert_ok, hostname_prefix
+from support.buckets import Backend
+from support.harness import SpareRunner, assert_ok, hostname_prefix
 
 from spare.testing.trees import write_file
 

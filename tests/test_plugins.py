@@ -12,7 +12,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from harness import REPO_ROOT, Backend, SpareRunner, assert_error, assert_ok
+from support.buckets import Backend
+from support.harness import REPO_ROOT, SpareRunner, assert_error, assert_ok
 
 from spare.hookspecs import hookimpl
 from spare.plugins import Plugins, make_plugin_manager

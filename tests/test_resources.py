@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import Backend, SpareRunner, clean_env, describe
+from support.buckets import Backend
+from support.harness import SpareRunner, clean_env, describe
 
 from spare.testing.trees import MiB, compressible_text, write_file
 

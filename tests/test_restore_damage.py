@@ -6,15 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from harness import (
-    EXIT_VERIFY_FAILED,
-    PACKS,
-    Backend,
-    SpareRunner,
-    assert_ok,
-    describe,
-    largest,
-)
+from support.buckets import PACKS, Backend, largest
+from support.harness import EXIT_VERIFY_FAILED, SpareRunner, assert_ok, describe
 
 from spare.testing.trees import write_file
 

@@ -4,7 +4,7 @@ Whoever can write to the bucket cannot forge a snapshot without the key, but a b
 cache or a stolen password can produce a manifest with absolute paths, ``..``, a file below a
 symlink or a path listed twice. Restore must refuse it (exit 14, one line, no traceback) without
 touching anything outside the directory it was told to restore into. The manifests are crafted
-through spare's own repository code (see ``crafted.py``).
+through spare's own repository code (see ``support/crafted.py``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 
 import pytest
-from crafted import entry, store_crafted_snapshot
-from harness import EXIT_DAMAGED, Backend, SpareRunner, assert_error, assert_ok
+from support.buckets import Backend
+from support.crafted import entry, store_crafted_snapshot
+from support.harness import EXIT_DAMAGED, SpareRunner, assert_error, assert_ok
 
 from spare.testing.trees import compare_scans, scan_tree
 

@@ -13,19 +13,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from harness import (
-    PACKS,
-    SNAPSHOTS,
-    Backend,
-    SpareRunner,
-    assert_ok,
-    complete_packs,
-    describe,
-    finish,
-    stored_bytes,
-    stray_keys,
-    wait_until,
-)
+from support.buckets import PACKS, SNAPSHOTS, Backend, complete_packs, stored_bytes, stray_keys
+from support.harness import SpareRunner, assert_ok, describe, finish, wait_until
 
 from spare.testing.trees import (
     MiB,

@@ -11,19 +11,15 @@ import signal
 from pathlib import Path
 
 import pytest
-from harness import (
+from support.buckets import PACKS, SNAPSHOTS, Backend, complete_packs, stray_keys
+from support.harness import (
     EXIT_LOCKED,
     EXIT_SIGINT,
     EXIT_SIGTERM,
-    PACKS,
-    SNAPSHOTS,
-    Backend,
     SpareRunner,
     assert_error,
     assert_ok,
-    complete_packs,
     finish,
-    stray_keys,
     wait_until,
 )
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from harness import Backend, SpareRunner, assert_ok
+from support.buckets import Backend
+from support.harness import SpareRunner, assert_ok
 
 from spare.testing.trees import write_file
 

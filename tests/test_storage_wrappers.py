@@ -6,7 +6,8 @@ import secrets
 from pathlib import Path
 
 import pytest
-from harness import Backend, SpareRunner, assert_ok
+from support.buckets import Backend
+from support.harness import SpareRunner, assert_ok
 
 from spare.errors import StorageTransient
 from spare.plugins import Plugins

@@ -10,17 +10,14 @@ import os
 from pathlib import Path
 
 import pytest
-from harness import (
+from support.buckets import PACKS, SNAPSHOTS, Backend, largest
+from support.harness import (
     EXIT_DAMAGED,
     EXIT_VERIFY_FAILED,
-    PACKS,
-    SNAPSHOTS,
-    Backend,
     SpareRunner,
     assert_error,
     assert_ok,
     describe,
-    largest,
 )
 
 from spare.testing.trees import MiB, regular_files, write_file

@@ -13,25 +13,19 @@ import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from harness import REPO_ROOT
+from spare.commands.common import Context
+from spare.repository.manifest import Entry
+from spare.repository.repo import Snapshot, now
+from spare.repository.store import ChunkStore
+from spare.storage import parse_endpoint
 
 DIR_MODE = 0o755
 FILE_MODE = 0o644
 MTIME_NS = 1_600_000_000_123_456_789
 
 
-def _import_spare() -> None:
-    import sys
-
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-
-
 def entry(path: bytes, kind: str = "f", **fields: object) -> object:
     """A manifest :class:`spare.repository.manifest.Entry` with harmless defaults."""
-    _import_spare()
-    from spare.repository.manifest import Entry
-
     values: dict[str, object] = {
         "path": path,
         "type": kind,
@@ -58,13 +52,6 @@ def store_crafted_snapshot(
     entry's chunks and size are filled in. ``env`` is what spare is run with (endpoint, bucket,
     keys, password); ``cache_dir`` must not be the cache of the spare runs.
     """
-    _import_spare()
-    from spare.commands.common import Context
-    from spare.repository.manifest import Entry
-    from spare.repository.repo import Snapshot, now
-    from spare.repository.store import ChunkStore
-    from spare.storage import parse_endpoint
-
     location = parse_endpoint(
         env["SPARE_ENDPOINT"],
         env["SPARE_BUCKET"],
