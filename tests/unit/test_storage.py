@@ -1,4 +1,4 @@
-"""The wrappers every storage gets: retries of transient failures, and the upload limit."""
+"""Storage wrappers (spare.storage): transient failures are retried, uploads paced to a limit."""
 
 from __future__ import annotations
 
@@ -6,13 +6,10 @@ import secrets
 from pathlib import Path
 
 import pytest
-from support.buckets import Backend
-from support.harness import SpareRunner, assert_ok
 
 from spare.errors import StorageTransient
 from spare.plugins import Plugins
 from spare.storage import RateLimitedStorage, RetryingStorage, Storage, StorageLocation
-from spare.testing.trees import assert_trees_equal, snapshot_tree, write_file
 
 
 def memory_storage() -> Storage:
@@ -96,15 +93,3 @@ def test_transient_failures_are_retried_then_reported() -> None:
     with pytest.raises(StorageTransient):
         RetryingStorage(hopeless, attempts=3, first_delay=0).put("k", b"v")
     assert hopeless.attempts == 3
-
-
-def test_limit_upload_option_backs_up_and_restores(
-    file_backend: Backend, password: str, run_spare: SpareRunner, tmp_path: Path
-) -> None:
-    source = tmp_path / "source"
-    write_file(source / "a.bin", secrets.token_bytes(300_000), 0o644)
-    env = {**file_backend.env, "SPARE_PASSWORD": password, "SPARE_LIMIT_UPLOAD": "100000"}
-    assert_ok(run_spare("create", "--path", source, env=env))
-    assert_ok(run_spare("create", "--path", source, "--limit-upload", "50000", env=env))
-    assert_ok(run_spare("restore", "--path", tmp_path / "restored", env=env))
-    assert_trees_equal(snapshot_tree(source), snapshot_tree(tmp_path / "restored"))
