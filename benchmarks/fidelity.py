@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """How faithfully do spare, restic and borg restore the richest tree a Linux host can hold?
 
-Builds ``tests/richtree.build_richest_tree`` (run it as root: devices, foreign and unnamed
+Builds ``spare.testing.trees.build_richest_tree`` (run it as root: devices, foreign and unnamed
 owners, mode 000 directories with content, file capabilities need it), backs it up and restores
 it with each tool, and compares every restored tree with the source entry by entry and field by
-field (``tests/richtree.compare_scans``). ``rsync -aHAX --dry-run --itemize-changes --delete``
+field (``spare.testing.trees.compare_scans``). ``rsync -aHAX --dry-run --itemize-changes --delete``
 gives a second opinion: the number of lines it would change. Prints a table of differences by
 category and the first differences of each tool. See ``benchmarks/README.rst``.
 
-Standard library only (plus the tools themselves). Everything (tree, repositories, caches,
-restores, logs) stays inside one work directory, removed at the end unless ``--keep``.
+Standard library and spare's own ``spare.testing.trees`` only (plus the tools themselves): spare
+must be importable, installed or run from the root of a checkout as ``python3 -m
+benchmarks.fidelity``. Everything (tree, repositories, caches, restores, logs) stays inside one
+work directory, removed at the end unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -28,10 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-
-from richtree import (  # noqa: E402 - found through the path set just above
+from spare.testing.trees import (
     CATEGORIES,
     PARTS,
     Difference,
@@ -40,6 +39,8 @@ from richtree import (  # noqa: E402 - found through the path set just above
     count_by_category,
     scan_tree,
 )
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 PASSWORD = "spare-fidelity-password"
 ALL_TOOLS = ("spare", "restic", "borg")

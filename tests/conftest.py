@@ -1,20 +1,21 @@
-"""Fixtures of the end-to-end suite: an S3 server, a fresh bucket per test, a way to run spare.
+"""Fixtures of the whole suite: the S3 server, and a third-party plugin installed as pip does.
 
 The S3 server is moto's standalone server in a child process on a free loopback port, so spare
 talks real HTTP to it, as it will to Ceph RGW or AWS. Set SPARE_TEST_S3_URL (with
 SPARE_TEST_S3_ACCESS_KEY and SPARE_TEST_S3_SECRET_KEY) to run the same tests against a real
-endpoint instead; then no moto is started.
+endpoint instead; then no moto is started. The end-to-end tests' own fixtures (buckets, running
+spare) are in ``e2e/conftest.py``.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Backend, FileBackend, MotoProcess, S3Backend, S3Server, SpareRunner
+from support.buckets import MotoProcess, S3Server
+from support.plugin import install_fake_distribution
 
 
 @pytest.fixture(scope="session")
@@ -35,61 +36,10 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         moto.stop()
 
 
-def new_bucket_name() -> str:
-    """A bucket name no other test (or earlier run against a real endpoint) uses."""
-    return f"spare-test-{secrets.token_hex(8)}"
-
-
-@pytest.fixture(params=["file", "s3"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    """A fresh, not yet existing bucket on each storage kind spare supports out of the box."""
-    bucket = new_bucket_name()
-    store: Backend
-    if request.param == "file":
-        store = FileBackend(tmp_path / "store", bucket)
-    else:
-        store = S3Backend(request.getfixturevalue("s3_server"), bucket)
-    try:
-        yield store
-    finally:
-        store.cleanup()
-
-
 @pytest.fixture
-def file_backend(tmp_path: Path) -> Iterator[Backend]:
-    """A file:// bucket, for tests whose point does not depend on the storage kind."""
-    store = FileBackend(tmp_path / "store", new_bucket_name())
-    try:
-        yield store
-    finally:
-        store.cleanup()
-
-
-@pytest.fixture
-def s3_backend(s3_server: S3Server) -> Iterator[Backend]:
-    """An S3 bucket, for tests that only make sense against an S3 endpoint."""
-    store = S3Backend(s3_server, new_bucket_name())
-    try:
-        yield store
-    finally:
-        store.cleanup()
-
-
-@pytest.fixture
-def password() -> str:
-    """A random password per test: nothing may depend on a well-known one."""
-    return "pw-" + secrets.token_urlsafe(12)
-
-
-@pytest.fixture
-def env(backend: Backend, password: str) -> dict[str, str]:
-    """What a sysadmin exports before running spare: connection, bucket and password."""
-    return {**backend.env, "SPARE_PASSWORD": password}
-
-
-@pytest.fixture
-def run_spare(tmp_path: Path) -> SpareRunner:
-    """Runs ``python -m spare`` with a clean environment and a cache of this test's own."""
-    cache = tmp_path / "cache" / "spare"
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    return SpareRunner(cache)
+def site(tmp_path: Path) -> Path:
+    """A directory holding a third-party plugin as pip installs it (see ``support/plugin.py``)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    install_fake_distribution(site)
+    return site

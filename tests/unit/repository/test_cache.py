@@ -1,0 +1,189 @@
+"""The local SQLite databases: the cache, restore's plan and verify's set of good chunks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from spare.repository.cache import Cache, ChunkSet, RestorePlan
+from spare.repository.objects import BlobRecord
+from spare.repository.packs import PackInfo
+
+
+def chunk_id(n: int) -> bytes:
+    return n.to_bytes(32, "big")
+
+
+def pack(name: str, *chunks: tuple[int, int, int, int]) -> PackInfo:
+    """A pack named ``name`` (hex) holding (chunk number, offset, length, size) blobs."""
+    return PackInfo(
+        name,
+        ("lzma", "aes-siv"),
+        10_000,
+        tuple(BlobRecord(chunk_id(n), offset, length, size) for n, offset, length, size in chunks),
+    )
+
+
+PACK_A = "aa" * 32
+PACK_B = "bb" * 32
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[Cache]:
+    cache = Cache(tmp_path / "cache.sqlite")
+    yield cache
+    cache.close()
+
+
+def test_a_pack_once_added_locates_its_chunks(cache: Cache) -> None:
+    cache.add_pack(pack(PACK_A, (1, 10, 100, 400), (2, 110, 50, 50)), indexed_in=None)
+    where = cache.locate(chunk_id(2))
+    assert where is not None
+    assert (where.pack, where.transforms, where.offset, where.length, where.size) == (
+        PACK_A,
+        ("lzma", "aes-siv"),
+        110,
+        50,
+        50,
+    )
+    assert cache.has_chunk(chunk_id(1)) and not cache.has_chunk(chunk_id(3))
+    assert cache.locate(chunk_id(3)) is None
+    assert cache.pack_info(PACK_A) == pack(PACK_A, (1, 10, 100, 400), (2, 110, 50, 50))
+    assert cache.pack_names() == {PACK_A}
+
+
+def test_removing_a_pack_forgets_its_chunks(cache: Cache) -> None:
+    cache.add_pack(pack(PACK_A, (1, 10, 100, 400)), indexed_in=None)
+    cache.add_pack(pack(PACK_B, (2, 10, 100, 400)), indexed_in=None)
+    cache.remove_packs([PACK_A])
+    assert cache.pack_names() == {PACK_B}
+    assert not cache.has_chunk(chunk_id(1)) and cache.has_chunk(chunk_id(2))
+
+
+def test_index_objects_and_the_packs_they_name(cache: Cache) -> None:
+    cache.add_pack(pack(PACK_A, (1, 10, 100, 400), (2, 110, 10, 10)), indexed_in="i1")
+    cache.add_pack(pack(PACK_B, (3, 10, 100, 400)), indexed_in=None)
+    cache.add_index("i1")
+    assert cache.index_names() == {"i1"}
+    assert cache.packs_indexed_in("i1") == [PACK_A]
+    assert cache.unindexed_packs() == [PACK_B]
+    cache.add_index("i2")
+    cache.set_indexed([PACK_B], "i2")
+    assert cache.index_sizes() == {"i1": 2, "i2": 1}
+    cache.remove_index("i1")
+    assert cache.index_names() == {"i2"}
+    assert cache.unindexed_packs() == [PACK_A]
+    cache.clear_index()
+    assert cache.index_names() == set() and cache.pack_names() == set()
+
+
+def test_live_chunks_give_each_packs_usage(cache: Cache) -> None:
+    cache.add_pack(pack(PACK_A, (1, 10, 100, 400), (2, 110, 300, 300)), indexed_in=None)
+    cache.add_pack(pack(PACK_B, (3, 10, 50, 50)), indexed_in=None)
+    cache.start_live()
+    cache.add_live([chunk_id(1), chunk_id(1), chunk_id(9)])
+    assert sorted(cache.pack_usage()) == [(PACK_A, 100, 400), (PACK_B, 0, 50)]
+    assert cache.live_blobs(PACK_A) == [BlobRecord(chunk_id(1), 10, 100, 400)]
+    assert cache.live_blobs(PACK_B) == []
+
+
+def test_a_file_is_known_only_while_nothing_about_it_changed(cache: Cache) -> None:
+    chunks = chunk_id(1) + chunk_id(2)
+    cache.start_files()
+    cache.remember_file(b"etc/app.conf", 10, 111, 222, 333, chunks)
+    assert cache.lookup_file(b"etc/app.conf", 10, 111, 222, 333) is None  # not committed yet
+    cache.commit_files("snapshot-1")
+    assert cache.get_meta("files_snapshot") == "snapshot-1"
+    assert cache.lookup_file(b"etc/app.conf", 10, 111, 222, 333) == chunks
+    for changed in [
+        (11, 111, 222, 333),
+        (10, 112, 222, 333),
+        (10, 111, 223, 333),
+        (10, 111, 222, 334),
+    ]:
+        assert cache.lookup_file(b"etc/app.conf", *changed) is None
+    cache.start_files()
+    cache.commit_files("snapshot-2")  # the next run saw no file: none is known any more
+    assert cache.lookup_file(b"etc/app.conf", 10, 111, 222, 333) is None
+    cache.start_files()
+    cache.remember_file(b"x", 1, 1, 1, 1, chunks)
+    cache.commit_files("snapshot-3")
+    cache.forget_files()
+    assert cache.lookup_file(b"x", 1, 1, 1, 1) is None
+    assert cache.get_meta("files_snapshot") is None
+
+
+def test_a_cache_of_another_schema_is_thrown_away(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite"
+    cache = Cache(path)
+    cache.add_pack(pack(PACK_A, (1, 10, 100, 400)), indexed_in=None)
+    cache.set_meta("schema", "0")
+    cache.close()
+    reopened = Cache(path)
+    try:
+        assert reopened.pack_names() == set()
+        assert reopened.get_meta("schema") != "0"
+    finally:
+        reopened.close()
+
+
+def test_locate_wanted_places_every_chunk_and_names_files_with_a_missing_one(
+    cache: Cache, tmp_path: Path
+) -> None:
+    cache.add_pack(pack(PACK_A, (1, 10, 100, 400), (2, 110, 50, 300)), indexed_in=None)
+    cache.add_pack(pack(PACK_B, (3, 10, 60, 200)), indexed_in=None)
+    plan = RestorePlan(tmp_path / "plan.sqlite")
+    try:
+        plan.want(b"whole", [chunk_id(1), chunk_id(3), chunk_id(2)])
+        plan.want(b"holed", [chunk_id(2), chunk_id(9), chunk_id(1)])  # chunk 9 is in no pack
+        plan.want(b"twice", [chunk_id(1), chunk_id(1)])
+        plan.commit()
+        assert cache.locate_wanted(plan) == [b"holed"]
+        assert sorted(plan.packs()) == [
+            (PACK_A, ("lzma", "aes-siv")),
+            (PACK_B, ("lzma", "aes-siv")),
+        ]
+        places_a = {(record.chunk_id, path, at) for record, path, at in plan.places(PACK_A)}
+        assert places_a == {
+            (chunk_id(1), b"whole", 0),
+            (chunk_id(2), b"whole", 600),
+            (chunk_id(2), b"holed", 0),  # the chunks before the missing one
+            (chunk_id(1), b"twice", 0),
+            (chunk_id(1), b"twice", 400),
+        }
+        assert [(r.chunk_id, path, at) for r, path, at in plan.places(PACK_B)] == [
+            (chunk_id(3), b"whole", 400)
+        ]
+        offsets = [record.offset for record, _, _ in plan.places(PACK_A)]
+        assert offsets == sorted(offsets)
+    finally:
+        plan.close()
+
+
+def test_restore_plan_keeps_late_entries_and_unselected_ones(tmp_path: Path) -> None:
+    plan = RestorePlan(tmp_path / "plan.sqlite")
+    try:
+        for line in (b"root", b"dir", b"dir/file"):
+            plan.add_late(line)
+        assert plan.late_count == 3
+        assert list(plan.late_entries()) == [b"dir/file", b"dir", b"root"]
+        plan.add_unselected(b"other/first-name", b"entry line")
+        assert plan.unselected(b"other/first-name") == b"entry line"
+        assert plan.unselected(b"nothing") is None
+    finally:
+        plan.close()
+
+
+def test_chunk_set(tmp_path: Path) -> None:
+    good = ChunkSet(tmp_path / "good.sqlite")
+    try:
+        ids = [os.urandom(32) for _ in range(50)]
+        good.add(ids[:40])
+        good.add(ids[:10])
+        assert all(chunk in good for chunk in ids[:40])
+        assert not any(chunk in good for chunk in ids[40:])
+    finally:
+        good.close()

@@ -1,0 +1,121 @@
+"""The one read path for stored blobs: ranged GETs, decoding, id checks, damage per blob."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from spare.errors import RepositoryDamaged
+from spare.plugins import Plugins
+from spare.repository import objects
+from spare.repository.chunks import ChunkStore
+from spare.repository.objects import BlobRecord
+from spare.repository.opening import open_repository
+from spare.repository.repo import GAP, Repository, _ranges
+from spare.storage import Storage, StorageLocation
+
+
+def record(offset: int, length: int) -> BlobRecord:
+    return BlobRecord(offset.to_bytes(32, "big"), offset, length, length)
+
+
+def test_ranges_join_blobs_closer_than_the_gap() -> None:
+    near = [record(0, 10), record(10, 10), record(20 + GAP, 10)]
+    far = [record(31 + 2 * GAP, 5)]  # one byte more than the gap after the last near one
+    groups = list(_ranges(near + far))
+    assert [(start, end) for start, end, _ in groups] == [
+        (0, 30 + GAP),
+        (31 + 2 * GAP, 36 + 2 * GAP),
+    ]
+    assert [group for _, _, group in groups] == [near, far]
+    assert list(_ranges([])) == []
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Repository]:
+    plugins = Plugins()
+    location = StorageLocation("memory", secrets.token_hex(6), "bucket")
+    storage = plugins.storages.get("memory")(location)
+    repo = open_repository(
+        lambda: storage, "password", plugins, tmp_path, location="memory-test", create=True
+    )
+    try:
+        yield repo
+    finally:
+        repo.close()
+
+
+def store_chunks(repo: Repository, chunks: list[bytes]) -> tuple[str, list[BlobRecord]]:
+    """Store ``chunks`` into one pack; its name and records, in offset order."""
+    store = ChunkStore(repo)
+    ids = [store.store(chunk) for chunk in chunks]
+    store.finish()
+    (name,) = repo.cache.pack_names()
+    records = list(repo.cache.pack_info(name).blobs)
+    assert [r.chunk_id for r in records] == list(dict.fromkeys(ids))
+    return name, records
+
+
+def damage(storage: Storage, key: str, offset: int) -> None:
+    data = bytearray(storage.get(key))
+    data[offset] ^= 0x40
+    storage.put(key, bytes(data))
+
+
+def test_load_blobs_decodes_and_checks_each(repo: Repository) -> None:
+    chunks = [os.urandom(3000), b"text " * 1000, os.urandom(10)]
+    name, records = store_chunks(repo, chunks)
+    transforms = repo.cache.pack_info(name).transforms
+    loaded = list(repo.load_blobs(name, transforms, records))
+    assert [blob.plain for blob in loaded] == chunks
+    assert all(blob.problem is None for blob in loaded)
+    assert [blob.record for blob in loaded] == records
+    whole = repo.storage.get(objects.pack_key(name))
+    again = list(repo.load_blobs(name, transforms, records, whole=whole))
+    assert [blob.plain for blob in again] == chunks
+    assert [blob.stored for blob in again] == [blob.stored for blob in loaded]
+
+
+def test_one_damaged_blob_costs_only_itself(repo: Repository) -> None:
+    chunks = [os.urandom(3000), os.urandom(3000), os.urandom(3000)]
+    name, records = store_chunks(repo, chunks)
+    transforms = repo.cache.pack_info(name).transforms
+    damage(repo.storage, objects.pack_key(name), records[1].offset + records[1].length // 2)
+    loaded = list(repo.load_blobs(name, transforms, records))
+    assert [blob.plain for blob in loaded] == [chunks[0], None, chunks[2]]
+    assert loaded[1].problem
+
+
+def test_a_missing_or_truncated_pack_damages_its_blobs(repo: Repository) -> None:
+    name, records = store_chunks(repo, [os.urandom(2000), os.urandom(2000)])
+    transforms = repo.cache.pack_info(name).transforms
+    key = objects.pack_key(name)
+    repo.storage.put(key, repo.storage.get(key)[: records[1].offset + 10])
+    loaded = list(repo.load_blobs(name, transforms, records))
+    assert loaded[0].plain is not None and loaded[1].plain is None
+    assert "missing or truncated" in (loaded[1].problem or "")
+    repo.storage.delete([key])
+    assert all(blob.plain is None for blob in repo.load_blobs(name, transforms, records))
+
+
+def test_a_blob_stored_under_another_id_is_refused(repo: Repository) -> None:
+    name, records = store_chunks(repo, [os.urandom(2000), os.urandom(2000)])
+    transforms = repo.cache.pack_info(name).transforms
+    swapped = BlobRecord(records[1].chunk_id, records[0].offset, records[0].length, 2000)
+    (loaded,) = repo.load_blobs(name, transforms, [swapped])
+    assert loaded.plain is None
+
+
+def test_read_chunk(repo: Repository) -> None:
+    chunk = b"manifest line\n" * 100
+    name, records = store_chunks(repo, [chunk])
+    assert repo.read_chunk(records[0].chunk_id) == chunk
+    with pytest.raises(RepositoryDamaged, match="in no pack"):
+        repo.read_chunk(os.urandom(32))
+    damage(repo.storage, objects.pack_key(name), records[0].offset + 5)
+    with pytest.raises(RepositoryDamaged):
+        repo.read_chunk(records[0].chunk_id)

@@ -1,0 +1,95 @@
+"""Storage wrappers (spare.storage): transient failures are retried, uploads paced to a limit."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from spare.errors import StorageTransient
+from spare.plugins import Plugins
+from spare.storage import RateLimitedStorage, RetryingStorage, Storage, StorageLocation
+
+
+def memory_storage() -> Storage:
+    location = StorageLocation("memory", secrets.token_hex(6), "bucket")
+    storage = Plugins().storages.get("memory")(location)
+    storage.ensure_bucket()
+    return storage
+
+
+class FakeClock:
+    """Time that passes only when someone sleeps, so pacing is checked exactly."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_uploads_are_paced_to_the_limit(tmp_path: Path) -> None:
+    clock = FakeClock()
+    limited = RateLimitedStorage(memory_storage(), 100_000, clock=clock, sleep=clock.sleep)
+    limited.put("a", b"x" * 100_000)  # the first goes at once
+    limited.create("b", b"y" * 50_000)  # waits for the 1 s the first one is worth
+    pack = tmp_path / "pack"
+    pack.write_bytes(b"z" * 200_000)
+    limited.put_file("c", str(pack))  # waits 0.5 s
+    clock.now += 5  # idle time is not saved up for a burst beyond the limit
+    limited.put("d", b"w" * 10)
+    assert clock.sleeps == pytest.approx([1.0, 0.5])
+    assert limited.get("c") == b"z" * 200_000
+    assert sorted(info.key for info in limited.list()) == ["a", "b", "c", "d"]
+
+
+def test_reads_are_not_limited() -> None:
+    clock = FakeClock()
+    inner = memory_storage()
+    inner.put("big", b"x" * 1_000_000)
+    limited = RateLimitedStorage(inner, 1_000, clock=clock, sleep=clock.sleep)
+    for _ in range(3):
+        assert len(limited.get("big")) == 1_000_000
+    assert clock.sleeps == []
+
+
+class Flaky(Storage):
+    """Fails the first ``failures`` puts with a transient error."""
+
+    def __init__(self, inner: Storage, failures: int) -> None:
+        self.inner, self.failures, self.attempts = inner, failures, 0
+
+    def ensure_bucket(self) -> None: ...
+
+    def put(self, key: str, data: bytes) -> None:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise StorageTransient("503 Slow Down")
+        self.inner.put(key, data)
+
+    def create(self, key: str, data: bytes) -> None: ...
+
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        return self.inner.get(key, start, end)
+
+    def list(self, prefix: str = ""):  # type: ignore[no-untyped-def]
+        return self.inner.list(prefix)
+
+    def delete(self, keys) -> None:  # type: ignore[no-untyped-def]
+        self.inner.delete(keys)
+
+
+def test_transient_failures_are_retried_then_reported() -> None:
+    flaky = Flaky(memory_storage(), failures=2)
+    RetryingStorage(flaky, attempts=3, first_delay=0).put("k", b"v")
+    assert flaky.attempts == 3 and flaky.get("k") == b"v"
+    hopeless = Flaky(memory_storage(), failures=10)
+    with pytest.raises(StorageTransient):
+        RetryingStorage(hopeless, attempts=3, first_delay=0).put("k", b"v")
+    assert hopeless.attempts == 3
