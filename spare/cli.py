@@ -164,7 +164,8 @@ def cli() -> None:
     "--force",
     is_flag=True,
     envvar="SPARE_FORCE",
-    help="Back up even if the bucket holds the backup of another host or path.",
+    help="Back up even if the bucket holds the backup of another host or path, of another "
+    "repository than this host used there, or older than one this host has seen.",
 )
 @option(
     "--compression",
@@ -253,11 +254,17 @@ def restore(ctx: Context, path: str | None, include: tuple[str, ...], numeric_ow
 @cli.command()
 @pass_context
 @option("--path", envvar="SPARE_PATH", help="Accepted for symmetry with create; unused.")
-def verify(ctx: Context, path: str | None) -> None:
+@option(
+    "--force",
+    is_flag=True,
+    envvar="SPARE_FORCE",
+    help="Verify even a snapshot older than one this host has seen, or a replaced repository.",
+)
+def verify(ctx: Context, path: str | None, force: bool) -> None:
     """Download and check everything; name every damaged file."""
     from spare.commands.verify import verify as run
 
-    stats = run(ctx)
+    stats = run(ctx, force=force)
     tell(ctx, f"the backup is intact ({stats.packs} packs checked)")
 
 

@@ -1,8 +1,8 @@
 """What spare tells the person running it: one line each on standard error, after ``spare:``.
 
 Every message, note, warning and error goes through :func:`say`, so that how spare speaks is
-decided in one place. Standard error's ``backslashreplace`` keeps file names of any bytes
-printable.
+decided in one place; what a command reports as its result goes to standard output through
+:func:`report`. Standard error's ``backslashreplace`` keeps file names of any bytes printable.
 """
 
 from __future__ import annotations
@@ -12,6 +12,11 @@ import sys
 
 def say(message: str) -> None:
     print(f"spare: {message}", file=sys.stderr, flush=True)
+
+
+def report(message: str) -> None:
+    """What a command hands its user as its result, on standard output."""
+    print(message, flush=True)
 
 
 class Warnings:

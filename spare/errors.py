@@ -18,7 +18,8 @@ EXIT_CODES: dict[int, str] = {
     3: "completed, with warnings (files that vanished or could not be read)",
     4: "wrong password",
     5: "the bucket holds objects that are not spare's (nothing was changed)",
-    6: "the bucket's backup belongs to another host or path (use ``--force``)",
+    6: "the bucket's backup is not the one this host expects: of another host or path, another "
+    "repository, or older than a snapshot this host has seen (use ``--force``)",
     7: "the bucket is locked by another spare run or by ``spare lock``",
     8: "the path to back up is missing or unreadable",
     9: "the restore target is not empty",
@@ -69,6 +70,10 @@ class ForeignBucket(SpareError):
 
 class IdentityMismatch(SpareError):
     exit_code = 6
+
+
+class RolledBack(IdentityMismatch):
+    """The bucket's newest snapshot is older than one this host has seen there."""
 
 
 class Locked(SpareError):

@@ -16,7 +16,14 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from spare.errors import RepositoryDamaged, WrongPassword
 
 MASTER_KEY_BYTES = 64
-WRAP_CONTEXT = b"spare master key v1"
+WRAP_CONTEXT = b"spare master key v2"
+
+#: The Argon2id parameters spare accepts from a bucket's config, checked before any is used: a
+#: hostile config must not make spare allocate gigabytes or hash for hours.
+KDF_MEMORY_KIB = (19 * 1024, 256 * 1024)
+KDF_ITERATIONS = (1, 16)
+KDF_LANES = (1, 4)
+KDF_SALT_BYTES = (16, 64)
 
 
 @dataclass(frozen=True)
@@ -44,13 +51,25 @@ class KdfParams:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> KdfParams:
+    def from_json(cls, data: Any) -> KdfParams:
+        """The parameters a config holds, each checked against the bounds above."""
         try:
             params = cls(**{**data, "salt": bytes.fromhex(data["salt"])})
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise RepositoryDamaged(f"the bucket's config has bad KDF parameters ({exc})") from exc
         if params.name != "argon2id":
             raise RepositoryDamaged(f"the bucket's config names an unknown KDF {params.name!r}")
+        for field, value, (low, high) in (
+            ("memory_kib", params.memory_kib, KDF_MEMORY_KIB),
+            ("iterations", params.iterations, KDF_ITERATIONS),
+            ("lanes", params.lanes, KDF_LANES),
+            ("salt bytes", len(params.salt), KDF_SALT_BYTES),
+        ):
+            if type(value) is not int or not low <= value <= high:
+                raise RepositoryDamaged(
+                    f"the bucket's config has a KDF {field} of {value!r}, outside {low}..{high}: "
+                    "it was tampered with or made by a newer spare"
+                )
         return params
 
     def derive(self, password: str) -> bytes:
@@ -65,16 +84,19 @@ class KdfParams:
         return kdf.derive(password.encode())
 
 
-def wrap_master_key(master: bytes, kek: bytes) -> bytes:
-    return AESSIV(kek).encrypt(master, [WRAP_CONTEXT])
+def wrap_master_key(master: bytes, kek: bytes, bound: bytes) -> bytes:
+    """``master`` encrypted with ``kek``; ``bound`` (the rest of the config) is authenticated
+    with it, so that no field of the config can change without the unwrap failing."""
+    return AESSIV(kek).encrypt(master, [WRAP_CONTEXT, bound])
 
 
-def unwrap_master_key(wrapped: bytes, kek: bytes) -> bytes:
+def unwrap_master_key(wrapped: bytes, kek: bytes, bound: bytes) -> bytes:
     try:
-        return AESSIV(kek).decrypt(wrapped, [WRAP_CONTEXT])
+        return AESSIV(kek).decrypt(wrapped, [WRAP_CONTEXT, bound])
     except InvalidTag:
         raise WrongPassword(
-            "wrong password: it does not open this bucket's key (nothing was changed)"
+            "wrong password, or the bucket's config was changed: the password does not open "
+            "this bucket's key (nothing was changed)"
         ) from None
 
 

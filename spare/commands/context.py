@@ -7,13 +7,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spare.console import say
 from spare.errors import NoSnapshot
 from spare.plugins import Plugins
 from spare.repository.index import sync_index
 from spare.repository.locking import locked
 from spare.repository.opening import open_repository
 from spare.repository.repo import Repository
-from spare.repository.snapshots import Snapshot, latest_snapshot
+from spare.repository.snapshots import Snapshot, check_not_rolled_back, latest_snapshot
 from spare.storage import RateLimitedStorage, RetryingStorage, Storage, StorageLocation
 
 #: Packs that restore and verify read at once: enough to hide S3 latency and to decompress on
@@ -45,7 +46,9 @@ class Context:
         create: bool = False,
         compression: str | None = "lzma",
         limit_upload: int | None = None,
+        force: bool = False,
     ) -> Repository:
+        """The bucket as a repository; ``force`` accepts one that this host knew as another."""
         return open_repository(
             lambda: self.storage(limit_upload),
             self.password,
@@ -54,23 +57,33 @@ class Context:
             location=f"{self.location.scheme}:{self.location.url}/{self.location.bucket}",
             create=create,
             compression=compression,
+            force=force,
         )
 
 
 @contextmanager
-def reading(ctx: Context, command: str) -> Iterator[tuple[Repository, Snapshot]]:
+def reading(
+    ctx: Context, command: str, *, force: bool = False
+) -> Iterator[tuple[Repository, Snapshot]]:
     """The repository and its snapshot, for a command that only reads (restore, verify).
 
     The lock is held so that no create prunes what is being read; a lock set by ``spare lock``
-    freezes the backup and is no obstacle.
+    freezes the backup and is no obstacle. A snapshot older than one this host has seen in the
+    bucket (a rollback) is refused unless ``force``.
     """
-    repo = ctx.open()
+    repo = ctx.open(force=force)
     try:
         with locked(repo, command, under_manual_lock=True):
             snapshot = latest_snapshot(repo)
             if snapshot is None:
                 raise NoSnapshot("there is no backup in this bucket yet")
-            sync_index(repo)
+            check_not_rolled_back(repo, snapshot, force=force)
+            unreadable = sync_index(repo)
+            if unreadable:
+                say(
+                    f"note: {len(unreadable)} packs that no index names cannot be read "
+                    "(damaged, or not this repository's); the next create deletes them"
+                )
             yield repo, snapshot
     finally:
         repo.close()

@@ -25,7 +25,15 @@ from spare.repository.locking import locked
 from spare.repository.manifest import Entry, ManifestWriter
 from spare.repository.prune import prune
 from spare.repository.repo import Repository
-from spare.repository.snapshots import Snapshot, list_snapshots, now, store_snapshot
+from spare.repository.snapshots import (
+    Snapshot,
+    check_not_rolled_back,
+    highest_seen,
+    list_snapshots,
+    now,
+    remember_seen,
+    store_snapshot,
+)
 from spare.signals import uninterrupted
 
 log = logging.getLogger("spare")
@@ -73,16 +81,30 @@ def create(ctx: Context, options: BackupOptions) -> CreateStats:
     source = os.path.abspath(options.path)
     root_stat = _check_source(source)
     limit_to_one_core()
-    repo = ctx.open(create=True, compression=options.compression, limit_upload=options.limit_upload)
+    repo = ctx.open(
+        create=True,
+        compression=options.compression,
+        limit_upload=options.limit_upload,
+        force=options.force,
+    )
     warn = Warnings()
     try:
         with locked(repo, "create"):
             snapshots, unreadable = list_snapshots(repo)
             previous = snapshots[-1] if snapshots else None
-            if unreadable and previous is None:
-                warn(f"the previous snapshot {unreadable[0]} is damaged; this run replaces it")
+            check_not_rolled_back(repo, previous, force=options.force)
             _check_identity(previous, source, root_stat.st_ino, options.force)
             repo.clean_scratch()
+            unreadable_packs = sync_index(repo)
+            if unreadable and previous is None:
+                if not options.force:
+                    _check_some_is_readable(repo, len(unreadable_packs))
+                warn(f"the previous snapshot {unreadable[0]} is damaged; this run replaces it")
+            if unreadable_packs:
+                warn.note(
+                    f"{len(unreadable_packs)} packs that no index names cannot be read (damaged, "
+                    "or not this repository's); this run deletes them"
+                )
             stats = _backup(repo, ctx, source, options, previous, warn)
     finally:
         repo.close()
@@ -119,6 +141,17 @@ def _check_source(source: str) -> os.stat_result:
     return st
 
 
+def _check_some_is_readable(repo: Repository, unreadable_packs: int) -> None:
+    """Refuse to replace a backup of which nothing opens with the key: its config was swapped
+    for another bucket's with the same password, and the prune would delete all of it."""
+    if unreadable_packs and not repo.cache.pack_names():
+        raise IdentityMismatch(
+            f"nothing in this bucket opens with its key ({unreadable_packs} packs and the "
+            "snapshot): its config was replaced, or all of it is damaged; nothing was deleted; "
+            "use --force to replace the backup"
+        )
+
+
 def _check_identity(previous: Snapshot | None, source: str, inode: int, force: bool) -> None:
     if previous is None or force:
         return
@@ -145,7 +178,6 @@ def _backup(
 ) -> CreateStats:
     started = time.monotonic()
     cache = repo.cache
-    sync_index(repo)
     cache.begin()
     if previous is None or cache.get_meta("files_snapshot") != previous.name:
         cache.forget_files()
@@ -170,7 +202,8 @@ def _backup(
         manifest.close()
     write_index(repo, cache.unindexed_packs())
     snapshot = Snapshot(
-        seq=(previous.seq + 1) if previous else 1,
+        # Above every sequence this host has seen, so that a rollback is told from this one.
+        seq=max(previous.seq if previous else 0, highest_seen(repo)) + 1,
         time=now(),
         host=socket.gethostname(),
         path=source,
@@ -186,6 +219,7 @@ def _backup(
     )
     with uninterrupted():
         store_snapshot(repo, snapshot)  # the commit point
+        remember_seen(repo, snapshot)
         cache.commit()
         cache.commit_files(snapshot.name)
     ctx.plugins.snapshot_committed(

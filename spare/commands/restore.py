@@ -21,7 +21,7 @@ from pathlib import Path
 
 from spare.commands.context import READERS, Context, reading
 from spare.commands.restore_target import Target
-from spare.console import Warnings, say
+from spare.console import Warnings, report, say
 from spare.errors import (
     CannotCreate,
     CompletedWithWarnings,
@@ -45,6 +45,8 @@ class RestoreOptions:
     path: str
     include: list[str] = field(default_factory=list)
     numeric_owner: bool = False
+    #: Restore a snapshot older than one this host has seen, or of a replaced repository.
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,11 @@ class RestoreStats:
 def restore(ctx: Context, options: RestoreOptions) -> RestoreStats:
     target = os.path.abspath(options.path)
     _check_target(target)
-    with reading(ctx, "restore") as (repo, snapshot):
+    with reading(ctx, "restore", force=options.force) as (repo, snapshot):
+        report(
+            f"restoring snapshot {snapshot.seq} of {snapshot.host}:{snapshot.path}, "
+            f"taken {snapshot.time}"
+        )
         return Restorer(repo, snapshot, target, options).run()
 
 

@@ -1,4 +1,8 @@
-"""``spare verify``: download every pack, check every blob, name every damaged file."""
+"""``spare verify``: download every pack, check every blob, name every damaged file.
+
+A blob counts as good only where the index locates its chunk, which is where ``restore`` will
+read it: a good copy elsewhere does not hide a damaged one that restore would use.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +26,8 @@ class VerifyStats:
     packs: int
 
 
-def verify(ctx: Context) -> VerifyStats:
-    with reading(ctx, "verify") as (repo, snapshot):
+def verify(ctx: Context, *, force: bool = False) -> VerifyStats:
+    with reading(ctx, "verify", force=force) as (repo, snapshot):
         return Verifier(repo).run(snapshot.manifest_ids)
 
 
@@ -56,22 +60,26 @@ class Verifier:
         say(message)
 
     def _check_pack(self, pack: str) -> list[bytes]:
-        """The ids of the chunks of ``pack`` that decode and match their id."""
+        """The ids of the chunks located in ``pack`` that decode there and match their id."""
+        info = self.repo.cache.pack_info(pack)
         try:
-            data = self.repo.storage.get(objects.pack_key(pack))
+            data = objects.read_whole(self.repo.storage, objects.pack_key(pack), "pack")
         except ObjectNotFound:
             self._report(f"pack {pack} is missing")
             return []
+        except RepositoryDamaged as exc:
+            self._report(f"pack {pack} is damaged ({exc})")
+            return []
         try:
-            chain, records = read_pack(data, pack, self.repo.chain_for)
-            transforms = tuple(chain.names)
+            _, records = read_pack(data, pack, self.repo.chain_for)
         except RepositoryDamaged as exc:
             self._report(f"pack {pack} is damaged ({exc}); checking its blobs one by one")
-            info = self.repo.cache.pack_info(pack)
-            records, transforms = list(info.blobs), info.transforms
+        else:
+            if not set(info.blobs) <= set(records):
+                self._report(f"pack {pack} does not hold the blobs the index says it holds")
         return [
             blob.record.chunk_id
-            for blob in self.repo.load_blobs(pack, transforms, records, whole=data)
+            for blob in self.repo.load_blobs(pack, info.transforms, info.blobs, whole=data)
             if blob.plain is not None
         ]
 

@@ -135,13 +135,21 @@ class Cache:
         db.execute("CREATE INDEX places_by_pack ON places(pack, offset)")
         return damaged
 
-    def add_pack(self, pack: PackInfo, indexed_in: str | None) -> None:
+    def add_pack(self, pack: PackInfo, indexed_in: str | None, *, relocate: bool = True) -> None:
+        """Know ``pack`` and where its chunks are.
+
+        A chunk the cache already locates elsewhere moves to this pack only with ``relocate``:
+        for the packs this run wrote itself. A pack found in the bucket (an index object, an
+        adopted trailer) never takes a chunk away from a known pack, so that the prune cannot
+        be led to delete the pack that holds it.
+        """
         self.db.execute(
             "INSERT OR REPLACE INTO packs(name, transforms, size, indexed_in) VALUES(?,?,?,?)",
             (pack.name, ",".join(pack.transforms), pack.size, indexed_in),
         )
+        verb = "INSERT OR REPLACE" if relocate else "INSERT OR IGNORE"
         self.db.executemany(
-            "INSERT OR REPLACE INTO chunks(id, pack, offset, length, size) VALUES(?,?,?,?,?)",
+            f"{verb} INTO chunks(id, pack, offset, length, size) VALUES(?,?,?,?,?)",
             ((b.chunk_id, pack.name, b.offset, b.length, b.size) for b in pack.blobs),
         )
 

@@ -26,8 +26,12 @@ _PACK_HEADER = struct.Struct(">32sQB")
 _COUNT = struct.Struct(">I")
 
 
-def sync_index(repo: Repository) -> None:
-    """Bring the local cache in line with the bucket's index objects and packs."""
+def sync_index(repo: Repository) -> list[str]:
+    """Bring the local cache in line with the bucket's index objects and packs.
+
+    Returns the packs that no index names and that could not be adopted (damaged, or not this
+    repository's): the prune deletes them.
+    """
     cache = repo.cache
     in_bucket = {
         name: info.size
@@ -54,23 +58,28 @@ def sync_index(repo: Repository) -> None:
         log.info("%d packs are missing from the bucket; reading every file again", len(lost))
         cache.remove_packs(lost)
         cache.forget_files()
-    for name in sorted(set(packs) - cached):
-        _adopt_pack(repo, name, packs[name])
+    unreadable = [
+        name for name in sorted(set(packs) - cached) if not _adopt_pack(repo, name, packs[name])
+    ]
     cache.commit()
+    return unreadable
 
 
 def _load_index(repo: Repository, name: str) -> None:
-    data = repo.storage.get(objects.index_key(name))
+    data = objects.read_whole(repo.storage, objects.index_key(name), "index object")
     if objects.content_name(data) != name:
         raise RepositoryDamaged(f"index object {name} does not match its checksum")
     body = repo.decode_object(data, objects.KIND_INDEX, b"index")
     for pack in decode_index(body):
-        repo.cache.add_pack(pack, indexed_in=name)
+        repo.cache.add_pack(pack, indexed_in=name, relocate=False)
     repo.cache.add_index(name)
 
 
-def _adopt_pack(repo: Repository, name: str, size: int) -> None:
-    """A pack no index knows (an interrupted run's): read its trailer so it can be reused."""
+def _adopt_pack(repo: Repository, name: str, size: int) -> bool:
+    """A pack no index knows (an interrupted run's): read its trailer so it can be reused.
+
+    False if it cannot be read: damaged, or not written by this repository.
+    """
     key = objects.pack_key(name)
     try:
         head = repo.storage.get(key, 0, 256)
@@ -79,11 +88,14 @@ def _adopt_pack(repo: Repository, name: str, size: int) -> None:
         tail = repo.storage.get(key, max(0, size - 64 * 1024), size)
         if trailer_size(tail) > len(tail):
             tail = repo.storage.get(key, max(0, size - trailer_size(tail)), size)
-        blobs = parse_trailer(tail, chain)
+        blobs = parse_trailer(tail, chain, name)
     except RepositoryDamaged as exc:
-        log.warning("ignoring damaged pack %s (%s); it will be pruned", name, exc)
-        return
-    repo.cache.add_pack(PackInfo(name, tuple(names), size, tuple(blobs)), indexed_in=None)
+        log.info("cannot adopt pack %s: %s", name, exc)
+        return False
+    repo.cache.add_pack(
+        PackInfo(name, tuple(names), size, tuple(blobs)), indexed_in=None, relocate=False
+    )
+    return True
 
 
 def write_index(repo: Repository, packs: list[str]) -> list[str]:

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from spare.errors import RepositoryDamaged
+from spare.storage import Storage
 
 MAGIC = b"SPARE"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 KIND_PACK = 1
 KIND_INDEX = 2
@@ -35,6 +36,16 @@ SNAPSHOTS = "snapshots/"
 _PACK_KEY = re.compile(r"^packs/([0-9a-f]{2})/([0-9a-f]{64})$")
 _INDEX_KEY = re.compile(r"^index/([0-9a-f]{64})$")
 _SNAPSHOT_KEY = re.compile(r"^snapshots/([0-9a-f]{32})$")
+
+#: The most bytes spare reads of an object of each kind it reads whole: a hostile bucket cannot
+#: make it hold more (a snapshot root lists a few thousand manifest chunks at most).
+MAX_BYTES = {
+    "config": 64 << 10,
+    "lock": 64 << 10,
+    "snapshot": 16 << 20,
+    "index object": 64 << 20,
+    "pack": 300 << 20,
+}
 
 #: One blob in a pack: chunk id, offset in the pack, stored length, plaintext length.
 BLOB_RECORD = struct.Struct(">32sIII")
@@ -112,3 +123,17 @@ def parse_preamble(data: bytes, kind: int) -> tuple[list[str], int]:
         names.append(data[pos + 1 : pos + 1 + length].decode("ascii", "replace"))
         pos += 1 + length
     return names, pos
+
+
+def read_whole(storage: Storage, key: str, kind: str) -> bytes:
+    """The object ``key``, refused as damage if it is larger than an object of ``kind`` can be.
+
+    One ranged GET of a byte more than the cap: an oversized object costs no more than that.
+    """
+    cap = MAX_BYTES[kind]
+    data = storage.get(key, 0, cap + 1)
+    if len(data) > cap:
+        raise RepositoryDamaged(
+            f"{key} is larger than a {kind} can be ({cap} bytes): the bucket was tampered with"
+        )
+    return data

@@ -4,16 +4,18 @@ Layout::
 
     preamble (kind pack, the transforms of every blob)
     blob 0 | blob 1 | ... | blob n-1
-    trailer: the blob records, encoded with the same transforms (context b"pack trailer")
+    trailer: the blob records, encoded with the same transforms
+             (context b"pack trailer " + the pack's name)
     trailer length (u32, big endian)
 
-A pack is named by the SHA-256 of its bytes, so ``verify`` can check it whole before decoding it,
-and the index can always be rebuilt from the packs alone.
+A pack is named by 32 random bytes, in hex, chosen when it is written. The name is authenticated
+with the trailer, so a pack copied under another name is refused instead of taken for a new
+one, and the records tile the body exactly, so every byte of a pack is authenticated by the
+trailer or by the blob it belongs to. The index can always be rebuilt from the packs alone.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import queue
 import struct
@@ -34,12 +36,17 @@ from spare.repository.objects import (
 from spare.storage import Storage
 from spare.transform import TransformChain
 
-TRAILER_CONTEXT = b"pack trailer"
+TRAILER_CONTEXT = b"pack trailer "
 TRAILER_LENGTH = struct.Struct(">I")
 
 
 def blob_context(chunk_id: bytes) -> bytes:
     return b"blob " + chunk_id
+
+
+def trailer_context(name: str) -> bytes:
+    """What a pack's trailer is bound to: the pack's name."""
+    return TRAILER_CONTEXT + name.encode("ascii")
 
 
 def encode_records(records: list[BlobRecord]) -> bytes:
@@ -95,7 +102,7 @@ class PackWriter:
             self._file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - handed on when full
                 dir=self.tmpdir, prefix="pack-", delete=False
             )
-            self._hash = hashlib.sha256()
+            self._name = os.urandom(32).hex()
             self._offset = 0
             self._write(preamble(KIND_PACK, self.chain.names))
         self._records.append(BlobRecord(chunk_id, self._offset, len(blob), size))
@@ -107,19 +114,16 @@ class PackWriter:
     def _write(self, data: bytes) -> None:
         assert self._file is not None
         self._file.write(data)
-        self._hash.update(data)
         self._offset += len(data)
 
     def flush(self) -> None:
         """Finish the pack being filled, if any."""
         if self._file is None:
             return
-        trailer = self.chain.encode(encode_records(self._records), TRAILER_CONTEXT)
+        trailer = self.chain.encode(encode_records(self._records), trailer_context(self._name))
         self._write(trailer + TRAILER_LENGTH.pack(len(trailer)))
         self._file.close()
-        info = PackInfo(
-            self._hash.hexdigest(), tuple(self.chain.names), self._offset, tuple(self._records)
-        )
+        info = PackInfo(self._name, tuple(self.chain.names), self._offset, tuple(self._records))
         finished = FinishedPack(info, self._file.name)
         self._file = None
         self._records = []
@@ -177,23 +181,36 @@ class Uploader:
 def read_pack(
     data: bytes, name: str, registry_chain: Callable[[list[str]], TransformChain]
 ) -> tuple[TransformChain, list[BlobRecord]]:
-    """Parse a whole pack: its transform chain and blob records. Checks its name first."""
-    if hashlib.sha256(data).hexdigest() != name:
-        raise RepositoryDamaged(f"pack {name} does not match its checksum")
-    names, _ = parse_preamble(data, KIND_PACK)
+    """Parse a whole pack: its transform chain and blob records.
+
+    Raises unless the trailer is the one written for the pack ``name`` and its records tile the
+    pack's body, from the end of the preamble to the start of the trailer.
+    """
+    names, start = parse_preamble(data, KIND_PACK)
     chain = registry_chain(names)
-    return chain, parse_trailer(data, chain)
+    records = parse_trailer(data, chain, name)
+    for record in records:
+        if record.offset != start:
+            raise RepositoryDamaged(f"pack {name} has bytes that no blob record covers")
+        start += record.length
+    if start != len(data) - trailer_size(data):
+        raise RepositoryDamaged(f"pack {name} has bytes that no blob record covers")
+    return chain, records
 
 
-def parse_trailer(tail: bytes, chain: TransformChain) -> list[BlobRecord]:
-    """The blob records from the end of a pack (``tail`` is any suffix holding the trailer)."""
+def parse_trailer(tail: bytes, chain: TransformChain, name: str) -> list[BlobRecord]:
+    """The blob records from the end of the pack ``name`` (``tail``: a suffix holding the
+    trailer); raises unless the trailer was written for that pack."""
     if len(tail) < TRAILER_LENGTH.size:
         raise RepositoryDamaged("a pack is truncated")
     (length,) = TRAILER_LENGTH.unpack(tail[-TRAILER_LENGTH.size :])
     if length + TRAILER_LENGTH.size > len(tail):
         raise RepositoryDamaged("a pack trailer is truncated")
     trailer = tail[-TRAILER_LENGTH.size - length : -TRAILER_LENGTH.size]
-    return decode_records(chain.decode(trailer, TRAILER_CONTEXT))
+    try:
+        return decode_records(chain.decode(trailer, trailer_context(name)))
+    except RepositoryDamaged as exc:
+        raise RepositoryDamaged(f"pack {name} has a trailer that is not its own ({exc})") from exc
 
 
 def trailer_size(tail: bytes) -> int:

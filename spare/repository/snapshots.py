@@ -9,8 +9,9 @@ import datetime
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-from spare.errors import RepositoryDamaged
+from spare.errors import RepositoryDamaged, RolledBack
 from spare.repository import objects
 from spare.repository.repo import Repository
 
@@ -46,7 +47,8 @@ def list_snapshots(repo: Repository) -> tuple[list[Snapshot], list[str]]:
         if name is None:
             continue
         try:
-            raw = repo.decode_object(repo.storage.get(info.key), objects.KIND_SNAPSHOT, b"snapshot")
+            data = objects.read_whole(repo.storage, info.key, "snapshot")
+            raw = repo.decode_object(data, objects.KIND_SNAPSHOT, b"snapshot")
             snapshot = Snapshot(**json.loads(raw))
         except (RepositoryDamaged, ValueError, TypeError):
             unreadable.append(name)
@@ -74,3 +76,43 @@ def store_snapshot(repo: Repository, snapshot: Snapshot) -> None:
     del payload["name"]
     data = repo.encode_object(objects.KIND_SNAPSHOT, json.dumps(payload).encode(), b"snapshot")
     repo.storage.put(objects.snapshot_key(snapshot.name), data)
+
+
+def _seen_path(repo: Repository) -> Path:
+    return repo.state_dir / f"{repo.id}.seen"
+
+
+def highest_seen(repo: Repository) -> int:
+    """The highest snapshot sequence this host has seen in the repository (0: none)."""
+    try:
+        return int(_seen_path(repo).read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def remember_seen(repo: Repository, snapshot: Snapshot) -> None:
+    """Remember ``snapshot``'s sequence, if it is the highest seen yet."""
+    if snapshot.seq <= highest_seen(repo):
+        return
+    path = _seen_path(repo)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_text(str(snapshot.seq))
+    os.replace(tmp, path)
+
+
+def check_not_rolled_back(repo: Repository, snapshot: Snapshot | None, *, force: bool) -> None:
+    """Refuse a newest snapshot older than one this host has seen, unless ``force``.
+
+    Whoever holds the bucket can put an older root and its packs back in place; the root is
+    authentic, so only its sequence number tells. The newest accepted one is remembered.
+    """
+    if snapshot is None:
+        return  # none at all: deleting is in the bucket holder's power, and no rollback
+    seen = highest_seen(repo)
+    if snapshot.seq < seen and not force:
+        raise RolledBack(
+            f"the bucket's newest snapshot is number {snapshot.seq}, but this host has seen "
+            f"number {seen}: an older copy was put back in place; use --force to accept it"
+        )
+    remember_seen(repo, snapshot)

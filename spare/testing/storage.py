@@ -50,6 +50,15 @@ class StorageContract:
         assert bucket.get("packs/00/range", len(data) - 5, len(data)) == data[-5:]
         assert bucket.get("packs/00/range", len(data) - 5, len(data) + 100) == data[-5:]
 
+    def test_ranged_get_past_the_end_is_empty(self, bucket: Storage) -> None:
+        """A range that starts at or past the end is cut to nothing, even of an empty object:
+        a truncated pack is damage that restore names, not a storage failure."""
+        bucket.put("packs/00/short", b"0123456789")
+        bucket.put("packs/00/empty", b"")
+        assert bucket.get("packs/00/short", 10, 20) == b""
+        assert bucket.get("packs/00/short", 50, 60) == b""
+        assert bucket.get("packs/00/empty", 0, 11) == b""
+
     def test_get_missing(self, bucket: Storage) -> None:
         with pytest.raises(ObjectNotFound):
             bucket.get("nothing/here")

@@ -10,8 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support.formats import KEYS, SETTINGS, chain, chunker
 
-from spare.errors import RepositoryDamaged
-from spare.repository.packs import FinishedPack, PackWriter, blob_context, read_pack
+from spare.errors import MissingPlugin, RepositoryDamaged
+from spare.repository.packs import (
+    FinishedPack,
+    PackWriter,
+    blob_context,
+    read_pack,
+    trailer_size,
+)
 
 contents = st.one_of(
     st.binary(max_size=200_000),
@@ -52,12 +58,48 @@ def test_chunks_packed_and_read_back(tmp_path: Path, data: bytes, names: list[st
     assert b"".join(plain[chunk_id] for chunk_id in ids) == data
 
 
-def test_pack_with_a_flipped_byte_is_refused(tmp_path: Path) -> None:
+def one_blob_pack(tmp_path: Path) -> FinishedPack:
     finished: list[FinishedPack] = []
     writer = PackWriter(chain(["aes-siv"]), 1 << 20, str(tmp_path), finished.append)
     writer.add(b"i" * 32, chain(["aes-siv"]).encode(b"data", blob_context(b"i" * 32)), 4)
     writer.flush()
-    stored = bytearray(Path(finished[0].path).read_bytes())
-    stored[len(stored) // 2] ^= 1
-    with pytest.raises(RepositoryDamaged):
-        read_pack(bytes(stored), finished[0].info.name, chain)
+    return finished[0]
+
+
+def read_and_decode(stored: bytes, name: str) -> None:
+    """Parse the pack and decode its blobs, as verify does; raises on any damage."""
+    decode, records = read_pack(stored, name, chain)
+    for record in records:
+        blob = stored[record.offset : record.offset + record.length]
+        decode.decode(blob, blob_context(record.chunk_id))
+
+
+def test_pack_with_a_flipped_byte_is_refused(tmp_path: Path) -> None:
+    """Every byte of a pack is authenticated: by its blob, its trailer, or the framing."""
+    pack = one_blob_pack(tmp_path)
+    original = Path(pack.path).read_bytes()
+    read_and_decode(original, pack.info.name)
+    for position in range(len(original)):
+        stored = bytearray(original)
+        stored[position] ^= 1
+        # A changed transform name in the preamble names a transform that is not installed.
+        with pytest.raises((RepositoryDamaged, MissingPlugin)):
+            read_and_decode(bytes(stored), pack.info.name)
+
+
+def test_pack_under_another_name_is_refused(tmp_path: Path) -> None:
+    """A pack copied under a new name is not a new pack: its trailer names the old one."""
+    pack = one_blob_pack(tmp_path)
+    stored = Path(pack.path).read_bytes()
+    with pytest.raises(RepositoryDamaged, match="not its own"):
+        read_pack(stored, os.urandom(32).hex(), chain)
+
+
+def test_bytes_outside_every_blob_are_refused(tmp_path: Path) -> None:
+    """Bytes slipped between the blobs and the trailer are refused, not carried along."""
+    pack = one_blob_pack(tmp_path)
+    stored = Path(pack.path).read_bytes()
+    tail = trailer_size(stored)
+    padded = stored[:-tail] + b"junk" + stored[-tail:]
+    with pytest.raises(RepositoryDamaged, match="no blob record covers"):
+        read_pack(padded, pack.info.name, chain)
