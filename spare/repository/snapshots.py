@@ -8,12 +8,15 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from spare.errors import RepositoryDamaged, RolledBack
 from spare.repository import objects
 from spare.repository.repo import Repository
+
+_CHUNK_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass
@@ -33,6 +36,34 @@ class Snapshot:
     def manifest_ids(self) -> list[bytes]:
         return [bytes.fromhex(chunk) for chunk in self.manifest]
 
+    @classmethod
+    def from_json(cls, raw: bytes) -> Snapshot:
+        """The root that ``raw`` encodes; raises RepositoryDamaged unless every field is sound."""
+        try:
+            data = json.loads(raw)
+            snapshot = cls(**data)
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise RepositoryDamaged(f"a snapshot root is malformed ({exc})") from exc
+        fields = (
+            (snapshot.seq, int),
+            (snapshot.time, str),
+            (snapshot.host, str),
+            (snapshot.path, str),
+            (snapshot.inode, int),
+            (snapshot.manifest, list),
+            (snapshot.stats, dict),
+        )
+        if (
+            any(type(value) is not kind for value, kind in fields)
+            or snapshot.seq < 1
+            or not all(
+                isinstance(chunk, str) and _CHUNK_HEX.match(chunk) for chunk in snapshot.manifest
+            )
+            or not all(type(value) is int for value in snapshot.stats.values())
+        ):
+            raise RepositoryDamaged("a snapshot root has a field of the wrong kind")
+        return snapshot
+
 
 def now() -> str:
     """The time in ISO 8601, UTC, to the second."""
@@ -49,8 +80,8 @@ def list_snapshots(repo: Repository) -> tuple[list[Snapshot], list[str]]:
         try:
             data = objects.read_whole(repo.storage, info.key, "snapshot")
             raw = repo.decode_object(data, objects.KIND_SNAPSHOT, b"snapshot")
-            snapshot = Snapshot(**json.loads(raw))
-        except (RepositoryDamaged, ValueError, TypeError):
+            snapshot = Snapshot.from_json(raw)
+        except RepositoryDamaged:
             unreadable.append(name)
             continue
         snapshot.name = name
