@@ -48,22 +48,40 @@ def cache_root() -> Path:
     return root
 
 
+def read_secret_file(path: str, what: str) -> str:
+    """The first line of the file ``path`` holding a secret; a note if others may read it."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            secret = file.readline().rstrip("\r\n")
+    except OSError as exc:
+        raise UsageError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"the {what} file {path} is not UTF-8 text") from None
+    if mode & 0o077:
+        say(
+            f"note: the {what} file {path} can be read by other users (mode {mode & 0o777:o}): "
+            f"chmod 600 {path}"
+        )
+    return secret
+
+
 def read_password(password: str | None, password_file: str | None) -> str:
     if password and password_file:
         raise UsageError("give either --password or --password-file, not both")
     if password_file:
-        try:
-            with open(password_file, encoding="utf-8") as file:
-                password = file.readline().rstrip("\r\n")
-        except OSError as exc:
-            raise UsageError(
-                f"cannot read the password file {password_file}: {exc.strerror}"
-            ) from None
-        except UnicodeDecodeError:
-            raise UsageError(f"the password file {password_file} is not UTF-8 text") from None
+        password = read_secret_file(password_file, "password")
     if not password:
         raise UsageError("no password given: use SPARE_PASSWORD, --password-file or --password")
     return password
+
+
+def read_secret_key(secret_key: str | None, secret_key_file: str | None) -> str | None:
+    if secret_key and secret_key_file:
+        raise UsageError("give either --secret-key or --secret-key-file, not both")
+    if secret_key_file:
+        return read_secret_file(secret_key_file, "secret key") or None
+    return secret_key
 
 
 def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -79,7 +97,17 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
             envvar="SPARE_ACCESS_KEY",
             help="S3 access key (default: AWS_ACCESS_KEY_ID, AWS_PROFILE, ~/.aws/credentials).",
         ),
-        option("--secret-key", envvar="SPARE_SECRET_KEY", help="S3 secret key."),
+        option(
+            "--secret-key",
+            envvar="SPARE_SECRET_KEY",
+            help="S3 secret key (prefer SPARE_SECRET_KEY or --secret-key-file).",
+        ),
+        option(
+            "--secret-key-file",
+            envvar="SPARE_SECRET_KEY_FILE",
+            type=click.Path(),
+            help="A file whose first line is the S3 secret key.",
+        ),
         option(
             "--password",
             envvar="SPARE_PASSWORD",
@@ -109,6 +137,7 @@ def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
         endpoint: str | None,
         access_key: str | None,
         secret_key: str | None,
+        secret_key_file: str | None,
         password: str | None,
         password_file: str | None,
         bucket: str | None,
@@ -124,7 +153,9 @@ def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
             format="spare: %(message)s",
             stream=sys.stderr,
         )
-        location = parse_endpoint(endpoint, bucket, access_key, secret_key)
+        location = parse_endpoint(
+            endpoint, bucket, access_key, read_secret_key(secret_key, secret_key_file)
+        )
         ctx = Context(
             location, read_password(password, password_file), cache_root(), verbose=verbose
         )

@@ -107,10 +107,10 @@ class KeyRing:
         if len(master) != MASTER_KEY_BYTES:
             raise RepositoryDamaged("the bucket's master key has the wrong length")
         self._master = master
-        self.encryption_key = self.subkey("aes-siv encryption", 64)
-        self.id_key = self.subkey("chunk id", 32)
+        self.encryption_key = self._derive(b"spare aes-siv encryption", 64)
+        self.id_key = self._derive(b"spare chunk id", 32)
         # pyfastcdc takes a 63-bit seed for its gear table.
-        self.chunker_seed = int.from_bytes(self.subkey("chunker seed", 8), "big") >> 1
+        self.chunker_seed = int.from_bytes(self._derive(b"spare chunker seed", 8), "big") >> 1
 
     @classmethod
     def generate(cls) -> KeyRing:
@@ -121,10 +121,17 @@ class KeyRing:
         return self._master
 
     def subkey(self, purpose: str, length: int = 32) -> bytes:
-        """A key for ``purpose``; plugins that need their own key call this with their own name."""
-        return HKDF(
-            algorithm=hashes.SHA256(), length=length, salt=None, info=b"spare " + purpose.encode()
-        ).derive(self._master)
+        """A key of a plugin's own for ``purpose`` (name it after the plugin).
+
+        Plugins' keys are derived in a namespace of their own: no purpose gives a plugin one of
+        the core's keys.
+        """
+        return self._derive(b"spare plugin " + purpose.encode(), length)
+
+    def _derive(self, info: bytes, length: int) -> bytes:
+        return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(
+            self._master
+        )
 
     def chunk_id(self, data: bytes | memoryview) -> bytes:
         """The keyed BLAKE2b id of a chunk's plaintext: equal content, equal id, no leak."""

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from spare.errors import StorageTransient, UsageError
@@ -33,7 +33,7 @@ class StorageLocation:
     url: str
     bucket: str
     access_key: str | None = None
-    secret_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
 
     def describe(self) -> str:
         return (

@@ -27,7 +27,7 @@ class Context:
     """Where the bucket is, the password, the local cache and the plugins."""
 
     location: StorageLocation
-    password: str
+    password: str = field(repr=False)
     cache_root: Path
     plugins: Plugins = field(default_factory=Plugins)
     verbose: bool = False

@@ -229,3 +229,34 @@ def test_s3_unknown_aws_profile(
     env = {**base_env(checking_s3, home, password, bucket), "AWS_PROFILE": "no-such-profile"}
     message = assert_error(run_spare("create", "--path", source, env=env), EXIT_ACCESS_DENIED)
     assert "no-such-profile" in message and "AWS_PROFILE" in message
+
+
+def test_s3_secret_key_from_a_file(
+    checking_s3: S3Server,
+    bucket: str,
+    home: Path,
+    password: str,
+    run_spare: SpareRunner,
+    source: Path,
+    tmp_path: Path,
+) -> None:
+    """--secret-key-file keeps the key out of ``ps``; a world-readable file gets a note."""
+    key_file = tmp_path / "s3-secret"
+    key_file.write_text(checking_s3.secret_key + "\n")
+    key_file.chmod(0o600)
+    env = {
+        **base_env(checking_s3, home, password, bucket),
+        "SPARE_ACCESS_KEY": checking_s3.access_key,
+        "SPARE_SECRET_KEY_FILE": str(key_file),
+    }
+    result = run_spare("create", "--path", source, env=env)
+    assert_ok(result)
+    assert "note" not in result.stderr
+    key_file.chmod(0o644)
+    result = run_spare("verify", env=env)
+    assert_ok(result)
+    assert f"the secret key file {key_file} can be read by other users" in result.stderr
+    key_file.write_text("wrong\n")
+    key_file.chmod(0o600)
+    message = assert_error(run_spare("verify", env=env), EXIT_ACCESS_DENIED)
+    assert "access" in message

@@ -66,7 +66,15 @@ def test_password_file_and_option(
     assert (target / "a.txt").read_bytes() == b"a\n"
 
     env = {**file_backend.env, "SPARE_PASSWORD_FILE": str(password_file)}
-    assert_ok(run_spare("verify", "--path", source, env=env))
+    verified = run_spare("verify", "--path", source, env=env)
+    assert_ok(verified)
+    assert "note" not in verified.stderr
+
+    password_file.chmod(0o644)  # readable by every user: still used, with a note to fix it
+    verified = run_spare("verify", "--path", source, env=env)
+    assert_ok(verified)
+    assert f"the password file {password_file} can be read by other users" in verified.stderr
+    assert f"chmod 600 {password_file}" in verified.stderr
 
 
 def test_options_instead_of_variables(

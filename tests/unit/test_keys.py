@@ -59,3 +59,13 @@ def test_hostile_kdf_parameters_are_refused_before_use(change: dict[str, object]
 def test_malformed_kdf_sections_are_damage(data: object) -> None:
     with pytest.raises(RepositoryDamaged):
         KdfParams.from_json(data)
+
+
+def test_plugins_cannot_ask_for_the_cores_keys() -> None:
+    """A plugin's subkey lives in a namespace of its own, whatever purpose it names."""
+    for purpose in ("aes-siv encryption", "chunk id", "chunker seed"):
+        plugin_key = KEYS.subkey(purpose, 64)
+        assert KEYS.encryption_key not in (plugin_key, plugin_key[:32])
+        assert KEYS.id_key not in (plugin_key, plugin_key[:32])
+    assert KEYS.subkey("zstd dictionary") == KEYS.subkey("zstd dictionary")
+    assert KEYS.subkey("zstd dictionary") != KEYS.subkey("other plugin")
