@@ -36,6 +36,24 @@ def _raw(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+_ID_MAX = 2**32 - 1
+_SIZE_MAX = 2**64 - 1
+_TIME_MAX = 2**63 - 1
+
+
+def _int(value: Any, high: int, low: int = 0) -> int:
+    """A number of the manifest, as spare writes it: an integer within its field's range."""
+    if type(value) is not int or not low <= value <= high:
+        raise ValueError(f"{str(value)[:30]} is not an integer from {low} to {high}")
+    return value
+
+
+def _name(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError("a user or group name is not a string")
+    return value
+
+
 @dataclass
 class Entry:
     path: bytes
@@ -91,17 +109,17 @@ class Entry:
             entry = cls(
                 path=_raw(data["p"]),
                 type=data["t"],
-                mode=int(data["m"]),
-                uid=int(data["u"]),
-                gid=int(data["g"]),
-                mtime_ns=int(data["mt"]),
-                user=data.get("U"),
-                group=data.get("G"),
-                size=int(data.get("s", 0)),
+                mode=_int(data["m"], 0o7777),
+                uid=_int(data["u"], _ID_MAX),
+                gid=_int(data["g"], _ID_MAX),
+                mtime_ns=_int(data["mt"], _TIME_MAX, -_TIME_MAX),
+                user=_name(data.get("U")),
+                group=_name(data.get("G")),
+                size=_int(data.get("s", 0), _SIZE_MAX),
                 chunks=[raw_chunks[i : i + ID_BYTES] for i in range(0, len(raw_chunks), ID_BYTES)],
                 target=_raw(data["l"]) if "l" in data else None,
                 link=_raw(data["h"]) if "h" in data else None,
-                rdev=int(data.get("r", 0)),
+                rdev=_int(data.get("r", 0), _SIZE_MAX),
                 xattrs={name: bytes.fromhex(value) for name, value in data.get("x", {}).items()},
             )
         except (ValueError, KeyError, TypeError, UnicodeError, AttributeError) as exc:

@@ -166,11 +166,14 @@ def _check_config(config: dict[str, Any]) -> None:
     KdfParams.from_json(config.get("kdf"))
 
 
-def _read_config(storage: Storage) -> dict[str, Any] | None:
+def _read_config(storage: Storage, *, again: bool = True) -> dict[str, Any] | None:
     try:
         raw = objects.read_whole(storage, objects.CONFIG_KEY, "config")
     except ObjectNotFound:
         found = next(iter(storage.list()), None)
+        if found is not None and again:
+            # Another spare may have made the bucket a repository since the read: look again.
+            return _read_config(storage, again=False)
         if found is not None:
             raise ForeignBucket(
                 f"the bucket holds objects (e.g. {found.key!r}) but is not a spare backup; "

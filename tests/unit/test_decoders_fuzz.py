@@ -38,8 +38,12 @@ from spare.repository.packs import (
 from spare.repository.snapshots import Snapshot
 from spare.storage import StorageLocation
 
+#: SPARE_FUZZ_EXAMPLES=5000 explores afresh and deeper; by default every run (CI's too) tries the
+#: same examples, so that it never turns red by chance.
+DEEP = os.environ.get("SPARE_FUZZ_EXAMPLES")
 FUZZ = settings(
-    max_examples=150,
+    max_examples=int(DEEP or 150),
+    derandomize=DEEP is None,
     deadline=2000,  # ms per example: a decoder that loops or hashes for long fails
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

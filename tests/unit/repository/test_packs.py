@@ -12,6 +12,7 @@ from support.formats import KEYS, SETTINGS, chain, chunker
 
 from spare.errors import MissingPlugin, RepositoryDamaged
 from spare.repository.packs import (
+    PACK_ALIGN,
     FinishedPack,
     PackWriter,
     blob_context,
@@ -51,6 +52,7 @@ def test_chunks_packed_and_read_back(tmp_path: Path, data: bytes, names: list[st
         os.unlink(pack.path)
         decode, records = read_pack(stored, pack.info.name, lambda n: chain(n))
         assert records == list(pack.info.blobs)
+        assert len(stored) % PACK_ALIGN == 0 and len(stored) == pack.info.size
         for record in records:
             blob = stored[record.offset : record.offset + record.length]
             plain[record.chunk_id] = decode.decode(blob, blob_context(record.chunk_id))
