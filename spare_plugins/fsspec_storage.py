@@ -1,4 +1,4 @@
-"""Storage through fsspec: S3 (s3fs) for every S3-compatible endpoint, local directories, memory.
+"""Storage through fsspec: S3 (s3fs) for every S3-compatible endpoint, memory, other protocols.
 
 fsspec's large API stays in this module; the core sees :class:`spare.storage.Storage` only. Which
 backends can create an object atomically is known here, per protocol, because fsspec's generic
@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
@@ -256,45 +254,6 @@ class S3Storage(FsspecStorage):
         self._call(f"storing {key}", put)
 
 
-class LocalStorage(FsspecStorage):
-    """A bucket as a local directory; puts go through a temporary name and a rename."""
-
-    def _replace(self, key: str, write: Callable[[str], None]) -> None:
-        """Write to a temporary name, then rename: a reader never sees half an object."""
-        target = self._path(key)
-        tmp = f"{target}.tmp-{uuid.uuid4().hex}"
-
-        def replace() -> None:
-            write(tmp)
-            try:
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-
-        self._call(f"storing {key}", replace)
-
-    def put(self, key: str, data: bytes) -> None:
-        self._replace(key, lambda tmp: self.fs.pipe_file(tmp, data))
-
-    def put_file(self, key: str, path: str) -> None:
-        self._replace(key, lambda tmp: self.fs.put_file(path, tmp))
-
-    def create(self, key: str, data: bytes) -> None:
-        # link(2) of a fully written temporary file is atomic and fails when the name exists.
-        path = self._path(key)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-
-        def create() -> None:
-            self.fs.pipe_file(tmp, data)
-            try:
-                os.link(tmp, path)
-            finally:
-                os.unlink(tmp)
-
-        self._call(f"creating {key}", create)
-
-
 def make_s3(location: StorageLocation) -> Storage:
     # Imported only when an S3 endpoint is used: it adds ~21 MiB of RSS, its first request ~16 more.
     import s3fs
@@ -316,21 +275,6 @@ def make_s3(location: StorageLocation) -> Storage:
             fs.mkdir(bucket)  # no region: custom endpoints refuse a LocationConstraint
 
     return S3Storage(fs, bucket, atomic_create=True, make_root=make_bucket)
-
-
-def make_local(location: StorageLocation) -> Storage:
-    fs = fsspec.filesystem("file", auto_mkdir=True, skip_instance_cache=True)
-    root = os.path.join(location.url, location.bucket)
-
-    def make_root() -> None:
-        try:
-            os.makedirs(root, exist_ok=True)
-        except FileNotFoundError as exc:
-            raise StorageUnreachable(
-                f"cannot create {root}: {exc.strerror}; check the --endpoint directory"
-            ) from exc
-
-    return LocalStorage(fs, root, atomic_create=True, make_root=make_root)
 
 
 def make_memory(location: StorageLocation) -> Storage:
@@ -363,8 +307,9 @@ def make_generic(location: StorageLocation) -> Storage:
 @hookimpl(trylast=True)
 def spare_register_storages(registry: StorageRegistry) -> None:
     registry.add_storage("s3", make_s3)
-    registry.add_storage("file", make_local)
     registry.add_storage("memory", make_memory)
+    # ``file`` (and its alias ``local``) is spare_plugins.local_storage's, which trusts nothing
+    # below the bucket directory; fsspec's local filesystem follows symlinks.
     for protocol in fsspec.available_protocols():
         if protocol not in ("s3", "s3a", "file", "local", "memory"):
             registry.add_storage(protocol, make_generic, fallback=True)
