@@ -21,7 +21,7 @@ from spare.repository import manifest as mf
 from spare.repository.cache import Cache
 from spare.repository.chunks import PACK_SIZE, ChunkStore
 from spare.repository.index import sync_index, write_index
-from spare.repository.locking import locked
+from spare.repository.locking import HeldLock, locked
 from spare.repository.manifest import Entry, ManifestWriter
 from spare.repository.prune import prune
 from spare.repository.repo import Repository
@@ -76,14 +76,14 @@ def create(ctx: Context, options: BackupOptions) -> CreateStats:
     repo = ctx.open(create=True, compression=options.compression, limit_upload=options.limit_upload)
     warn = Warnings()
     try:
-        with locked(repo, "create"):
+        with locked(repo, "create") as held:
             snapshots, unreadable = list_snapshots(repo)
             previous = snapshots[-1] if snapshots else None
             if unreadable and previous is None:
                 warn(f"the previous snapshot {unreadable[0]} is damaged; this run replaces it")
             _check_identity(previous, source, root_stat.st_ino, options.force)
             repo.clean_scratch()
-            stats = _backup(repo, ctx, source, options, previous, warn)
+            stats = _backup(repo, ctx, source, options, previous, warn, held)
     finally:
         repo.close()
     if stats.warnings:
@@ -142,6 +142,7 @@ def _backup(
     options: BackupOptions,
     previous: Snapshot | None,
     warn: Warnings,
+    held: HeldLock,
 ) -> CreateStats:
     started = time.monotonic()
     cache = repo.cache
@@ -184,6 +185,7 @@ def _backup(
             "stored_bytes": store.stats.stored_bytes,
         },
     )
+    held.ensure_held("no new snapshot was written")
     with uninterrupted():
         store_snapshot(repo, snapshot)  # the commit point
         cache.commit()
@@ -201,6 +203,7 @@ def _backup(
             stored_bytes=store.stats.stored_bytes,
         )
     )
+    held.ensure_held("the new snapshot was stored, but nothing was pruned")
     try:
         pruned = prune(repo, snapshot, options.pack_size)
     except Interrupted as exc:
