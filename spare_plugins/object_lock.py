@@ -34,6 +34,12 @@ class ObjectLock(Lock):
         except ObjectNotFound:
             return None
 
+    def replace(self, current: bytes, payload: bytes) -> bool:
+        if self.read() != current:
+            return False
+        self.storage.put(LOCK_KEY, payload)
+        return True
+
     def release(self, payload: bytes) -> None:
         if self.read() == payload:
             self.storage.delete([LOCK_KEY])

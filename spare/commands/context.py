@@ -11,7 +11,7 @@ from spare.console import say
 from spare.errors import NoSnapshot
 from spare.plugins import Plugins
 from spare.repository.index import sync_index
-from spare.repository.locking import locked
+from spare.repository.locking import locked_for_reading
 from spare.repository.opening import open_repository
 from spare.repository.repo import Repository
 from spare.repository.snapshots import Snapshot, check_not_rolled_back, latest_snapshot
@@ -73,7 +73,7 @@ def reading(
     """
     repo = ctx.open(force=force)
     try:
-        with locked(repo, command, under_manual_lock=True):
+        with locked_for_reading(repo, command):
             snapshot = latest_snapshot(repo)
             if snapshot is None:
                 raise NoSnapshot("there is no backup in this bucket yet")

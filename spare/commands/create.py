@@ -21,7 +21,7 @@ from spare.repository import manifest as mf
 from spare.repository.cache import Cache
 from spare.repository.chunks import PACK_SIZE, ChunkStore
 from spare.repository.index import sync_index, write_index
-from spare.repository.locking import locked
+from spare.repository.locking import HeldLock, locked
 from spare.repository.manifest import Entry, ManifestWriter
 from spare.repository.prune import prune
 from spare.repository.repo import Repository
@@ -89,7 +89,7 @@ def create(ctx: Context, options: BackupOptions) -> CreateStats:
     )
     warn = Warnings()
     try:
-        with locked(repo, "create"):
+        with locked(repo, "create") as held:
             snapshots, unreadable = list_snapshots(repo)
             previous = snapshots[-1] if snapshots else None
             check_not_rolled_back(repo, previous, force=options.force)
@@ -105,7 +105,7 @@ def create(ctx: Context, options: BackupOptions) -> CreateStats:
                     f"{len(unreadable_packs)} packs that no index names cannot be read (damaged, "
                     "or not this repository's); this run deletes them"
                 )
-            stats = _backup(repo, ctx, source, options, previous, warn)
+            stats = _backup(repo, ctx, source, options, previous, warn, held)
     finally:
         repo.close()
     if stats.warnings:
@@ -175,6 +175,7 @@ def _backup(
     options: BackupOptions,
     previous: Snapshot | None,
     warn: Warnings,
+    held: HeldLock,
 ) -> CreateStats:
     started = time.monotonic()
     cache = repo.cache
@@ -217,6 +218,7 @@ def _backup(
             "stored_bytes": store.stats.stored_bytes,
         },
     )
+    held.ensure_held("no new snapshot was written")
     with uninterrupted():
         store_snapshot(repo, snapshot)  # the commit point
         remember_seen(repo, snapshot)
@@ -235,6 +237,7 @@ def _backup(
             stored_bytes=store.stats.stored_bytes,
         )
     )
+    held.ensure_held("the new snapshot was stored, but nothing was pruned")
     try:
         pruned = prune(repo, snapshot, options.pack_size)
     except Interrupted as exc:

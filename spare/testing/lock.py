@@ -23,6 +23,35 @@ class LockContract:
         assert held.value.payload == b"holder one"
         assert second.read() == b"holder one"
 
+    def test_acquire_reports_the_holder_even_when_it_is_the_caller(
+        self, make_lock: Callable[[], Lock]
+    ) -> None:
+        """A create whose reply was lost is retried and refused: the core must get its own
+        payload back to know that it holds the lock."""
+        make_lock().acquire(b"me")
+        with pytest.raises(LockHeld) as held:
+            make_lock().acquire(b"me")
+        assert held.value.payload == b"me"
+
+    def test_replace_rewrites_the_holders_payload(self, make_lock: Callable[[], Lock]) -> None:
+        lock = make_lock()
+        lock.acquire(b"me, at two")
+        assert make_lock().replace(b"me, at two", b"me, at three") is True
+        assert lock.read() == b"me, at three"
+        with pytest.raises(LockHeld) as held:
+            make_lock().acquire(b"someone else")
+        assert held.value.payload == b"me, at three"
+
+    def test_replace_leaves_another_holders_lock(self, make_lock: Callable[[], Lock]) -> None:
+        make_lock().acquire(b"them")
+        assert make_lock().replace(b"me", b"me again") is False
+        assert make_lock().read() == b"them"
+
+    def test_replace_never_takes_a_free_lock(self, make_lock: Callable[[], Lock]) -> None:
+        lock = make_lock()
+        assert lock.replace(b"me", b"me again") is False
+        assert lock.read() is None
+
     def test_release_frees(self, make_lock: Callable[[], Lock]) -> None:
         lock = make_lock()
         assert lock.read() is None

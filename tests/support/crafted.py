@@ -4,19 +4,27 @@ A real ``spare create`` only writes what it finds on disk; a hostile or corrupte
 absolute path, ``..``, a file below a symlink, a path listed twice) or one that names owners this
 host does not have can only be made by hand. The snapshot is stored exactly as ``create`` stores
 one (packs, index, root object), so ``spare restore`` run as a subprocess cannot tell it apart.
+
+Lock payloads are made (and read) the same way: a lock left by a run on another host, or hours
+ago, is encrypted exactly as spare encrypts its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from spare.commands.context import Context
+from spare.processes import this_host
 from spare.repository.chunks import ChunkStore
 from spare.repository.index import write_index
+from spare.repository.locking import LockInfo, bucket_lock, describe_lock, encode_lock
 from spare.repository.manifest import Entry
+from spare.repository.repo import Repository
 from spare.repository.snapshots import Snapshot, now, store_snapshot
 from spare.storage import parse_endpoint
 
@@ -39,6 +47,41 @@ def entry(path: bytes, kind: str = "f", **fields: object) -> object:
     return Entry(**values)  # type: ignore[arg-type]
 
 
+def context(env: Mapping[str, str], cache_dir: Path) -> Context:
+    """What spare, run with ``env``, would work with; ``cache_dir`` must not be the runs' cache."""
+    location = parse_endpoint(
+        env["SPARE_ENDPOINT"],
+        env["SPARE_BUCKET"],
+        env.get("SPARE_ACCESS_KEY"),
+        env.get("SPARE_SECRET_KEY"),
+    )
+    return Context(location, env["SPARE_PASSWORD"], cache_dir)
+
+
+@contextmanager
+def opened(env: Mapping[str, str], cache_dir: Path) -> Iterator[Repository]:
+    """The existing repository spare, run with ``env``, would open."""
+    repo = context(env, cache_dir).open()
+    try:
+        yield repo
+    finally:
+        repo.close()
+
+
+def crafted_lock(env: Mapping[str, str], cache_dir: Path, **fields: object) -> bytes:
+    """A lock payload as a ``spare create`` of this process would store, with ``fields`` changed
+    (``host_id``, ``pid``, ``time``...), encrypted for the repository spare opens with ``env``."""
+    info = dataclasses.replace(LockInfo.for_this_process("create", this_host()), **fields)
+    with opened(env, cache_dir) as repo:
+        return encode_lock(repo, info)
+
+
+def read_lock(env: Mapping[str, str], cache_dir: Path) -> LockInfo | None:
+    """Who holds the bucket's lock, as spare reads it; None when it is free."""
+    with opened(env, cache_dir) as repo:
+        return describe_lock(repo, bucket_lock(repo).read())
+
+
 def store_crafted_snapshot(
     env: Mapping[str, str],
     cache_dir: Path,
@@ -53,14 +96,7 @@ def store_crafted_snapshot(
     entry's chunks and size are filled in. ``env`` is what spare is run with (endpoint, bucket,
     keys, password); ``cache_dir`` must not be the cache of the spare runs.
     """
-    location = parse_endpoint(
-        env["SPARE_ENDPOINT"],
-        env["SPARE_BUCKET"],
-        env.get("SPARE_ACCESS_KEY"),
-        env.get("SPARE_SECRET_KEY"),
-    )
-    ctx = Context(location, env["SPARE_PASSWORD"], cache_dir)
-    repo = ctx.open(create=True)
+    repo = context(env, cache_dir).open(create=True)
     try:
         cache = repo.cache
         cache.begin()

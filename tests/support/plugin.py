@@ -43,3 +43,51 @@ def install_fake_distribution(site: Path) -> None:
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: spare-reverse\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text("[spare]\nreverse = spare_reverse\n")
+
+
+QUIRKS = '''
+import os
+from spare.errors import StorageTransient
+from spare.hookspecs import hookimpl
+from spare.storage import StorageLocation, StorageWrapper
+from spare_plugins.fsspec_storage import make_local
+
+refresh = os.environ.get("SPARE_TEST_LOCK_REFRESH")
+if refresh:  # what a long run would do in hours, done in seconds
+    import spare.repository.locking
+    spare.repository.locking.REFRESH_INTERVAL = float(refresh)
+
+class LostReply(StorageWrapper):
+    """Creates the lock, then fails as if the reply had been lost on the way back."""
+    def create(self, key, data):
+        self.inner.create(key, data)
+        if key == "lock":
+            raise StorageTransient(f"creating {key}: the reply was lost")
+
+class NoCondition(StorageWrapper):
+    """A server that ignores If-None-Match: a create overwrites, and so never fails."""
+    def create(self, key, data):
+        self.inner.put(key, data)
+
+def local(location):
+    return make_local(StorageLocation("file", location.url, location.bucket))
+
+@hookimpl
+def spare_register_storages(registry):
+    registry.add_storage("lostreply", lambda location: LostReply(local(location)))
+    registry.add_storage("nocond", lambda location: NoCondition(local(location)))
+'''
+
+
+def install_storage_quirks(site: Path) -> None:
+    """``spare-quirks``: local directories behind a storage that misbehaves as some servers do.
+
+    ``lostreply:///dir`` creates the lock and then reports a transient failure, as when the reply
+    to a conditional PUT is lost; ``nocond:///dir`` overwrites on create, as a server that ignores
+    ``If-None-Match``. ``SPARE_TEST_LOCK_REFRESH`` shortens the lock's refresh interval.
+    """
+    (site / "spare_quirks.py").write_text(textwrap.dedent(QUIRKS))
+    info = site / "spare_quirks-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: spare-quirks\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[spare]\nquirks = spare_quirks\n")

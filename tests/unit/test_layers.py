@@ -27,6 +27,7 @@ CORE_MODULES = (
     "plugins",
     "console",
     "owners",
+    "processes",
     "signals",
     "sparse",
 )

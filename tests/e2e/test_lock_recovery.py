@@ -1,0 +1,218 @@
+"""Locks that a lost reply, a dead holder or a careless server cannot wedge.
+
+A lock set by hand, or by another host, must stop a create and say how old it is, so that the
+sysadmin can tell a live holder from a dead one. A reply lost on the way back must not make a run
+refuse its own lock, and a server that ignores ``If-None-Match`` must not give the bucket two
+holders. (A create killed with SIGKILL is in ``test_signals.py``.)
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.buckets import PACKS, SNAPSHOTS, Backend, FileBackend, new_bucket_name
+from support.crafted import crafted_lock, read_lock
+from support.harness import (
+    EXIT_LOCKED,
+    REPO_ROOT,
+    SpareRunner,
+    assert_error,
+    assert_ok,
+    finish,
+    wait_until,
+)
+from support.plugin import install_storage_quirks
+
+from spare.testing.trees import MiB, assert_trees_equal, snapshot_tree, write_file
+
+pytestmark = pytest.mark.timeout(240)
+
+LOCK = "lock"
+
+
+def iso_ago(**delta: float) -> str:
+    then = datetime.datetime.now(datetime.UTC) - datetime.timedelta(**delta)
+    return then.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def dead_pid() -> int:
+    """A pid that no process has any more (its process ran and was reaped)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def big_tree(root: Path) -> None:
+    """Several packs' worth of data: a create that is still uploading when stopped."""
+    for index in range(4):
+        write_file(root / f"part-{index}.bin", os.urandom(6 * MiB), 0o644)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    tree = tmp_path / "source"
+    write_file(tree / "a.txt", b"a\n", 0o644)
+    return tree
+
+
+@pytest.fixture
+def quirks(tmp_path: Path) -> Path:
+    """A site directory holding the ``spare-quirks`` plugin (see ``support/plugin.py``)."""
+    site = tmp_path / "quirks-site"
+    site.mkdir()
+    install_storage_quirks(site)
+    return site
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[FileBackend]:
+    """A file:// bucket that the quirky storages below reach as well."""
+    store = FileBackend(tmp_path / "store", new_bucket_name())
+    yield store
+    store.cleanup()
+
+
+def through(scheme: str, store: FileBackend, password: str, site: Path) -> dict[str, str]:
+    """The environment of a run on ``store`` through the quirky storage ``scheme``."""
+    return {
+        **store.env,
+        "SPARE_ENDPOINT": f"{scheme}://{store.root}",
+        "SPARE_PASSWORD": password,
+        "PYTHONPATH": os.pathsep.join([str(site), str(REPO_ROOT)]),
+    }
+
+
+def test_a_lock_set_by_hand_is_never_cleared(
+    backend: Backend, env: dict[str, str], run_spare: SpareRunner, source: Path
+) -> None:
+    """``spare lock`` exits at once, so its pid is dead: the lock stays all the same."""
+    assert_ok(run_spare("create", "--path", source, env=env))
+    assert_ok(run_spare("lock", env=env))
+    locked = backend.objects()
+
+    line = assert_error(run_spare("create", "--path", source, env=env), EXIT_LOCKED)
+    assert "locked by hand" in line and re.search(r"since \S+Z, \d+ s ago", line), line
+    assert backend.objects() == locked
+
+
+def test_another_hosts_lock_is_refused_with_its_age(
+    backend: Backend,
+    env: dict[str, str],
+    run_spare: SpareRunner,
+    source: Path,
+    tmp_path: Path,
+) -> None:
+    """A lock of a create on another host is never broken, even if its pid is dead here; the
+    refusal says how old it is and when its holder last refreshed it."""
+    assert_ok(run_spare("create", "--path", source, env=env))
+    taken = iso_ago(hours=3)
+    payload = crafted_lock(
+        env,
+        tmp_path / "crafting-cache",
+        host="far-away",
+        host_id="another-machine-id",
+        pid=dead_pid(),
+        time=taken,
+        refreshed=iso_ago(seconds=100),  # "2 min ago" for the next 50 s
+    )
+    backend.put(LOCK, payload)
+
+    line = assert_error(run_spare("create", "--path", source, env=env), EXIT_LOCKED)
+    assert "far-away" in line, line
+    assert f"since {taken}, 3 h ago, refreshed 2 min ago" in line, line
+    assert backend.objects()[LOCK] == payload
+
+
+def test_a_lost_reply_to_the_lock_create(
+    local: FileBackend, password: str, quirks: Path, run_spare: SpareRunner, source: Path
+) -> None:
+    """The conditional create of the lock succeeds but its reply is lost: the retry is refused
+    with the run's own lock, which the run recognises as its own, holds and releases."""
+    env = through("lostreply", local, password, quirks)
+    assert_ok(run_spare("create", "--path", source, env=env))
+    assert LOCK not in local.objects()
+    assert local.keys(SNAPSHOTS)
+    assert_ok(run_spare("verify", "--path", source, env=env))
+    assert LOCK not in local.objects()
+
+    assert_ok(run_spare("lock", env=env))
+    assert_error(run_spare("lock", env=env), EXIT_LOCKED)
+    assert_ok(run_spare("unlock", env=env))
+    assert LOCK not in local.objects()
+
+
+def test_a_server_that_ignores_the_condition_gives_no_second_holder(
+    local: FileBackend,
+    password: str,
+    quirks: Path,
+    run_spare: SpareRunner,
+    tmp_path: Path,
+) -> None:
+    """On a server whose conditional create overwrites: a second create is refused while the
+    first runs, and a run whose lock was overwritten anyway (two runs writing within one round
+    trip) finds out before its commit and writes no snapshot."""
+    env = through("nocond", local, password, quirks)
+    source = tmp_path / "source"
+    big_tree(source)
+
+    running = run_spare.popen("create", "--path", source, env=env)
+    try:
+        uploading = wait_until(lambda: bool(local.keys(PACKS)) or running.poll() is not None, 120)
+        assert uploading and running.poll() is None, "create ended before a pack was seen"
+        running.send_signal(signal.SIGSTOP)
+        line = assert_error(run_spare("create", "--path", source, env=env), EXIT_LOCKED)
+        assert re.search(rf"\bpid {running.pid}\b", line), line
+
+        # The write of a racing run lands after the first one read its lock back.
+        plain = {**local.env, "SPARE_PASSWORD": password}
+        other = crafted_lock(plain, tmp_path / "crafting-cache", host="racer", host_id="racer-id")
+        local.put(LOCK, other)
+    finally:
+        running.send_signal(signal.SIGCONT)
+        first = finish(running)
+    line = assert_error(first, EXIT_LOCKED)
+    assert "taken by 'spare create' on host racer" in line, line
+    assert "no new snapshot was written" in line, line
+    assert not local.keys(SNAPSHOTS)
+    assert local.objects()[LOCK] == other, "the run deleted a lock that was not its own"
+
+
+def test_a_long_create_refreshes_its_lock(
+    local: FileBackend, password: str, quirks: Path, run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """The lock's refresh time advances while create runs (the interval shortened to 0.2 s by
+    the test plugin; a slow upload keeps the run going for a few seconds)."""
+    env = {**through("file", local, password, quirks), "SPARE_TEST_LOCK_REFRESH": "0.2"}
+    env["SPARE_ENDPOINT"] = local.env["SPARE_ENDPOINT"]
+    source = tmp_path / "source"
+    big_tree(source)
+
+    running = run_spare.popen("create", "--path", source, "--limit-upload", "4096", env=env)
+    try:
+        assert wait_until(lambda: bool(local.keys(PACKS)) or running.poll() is not None, 120)
+        crafting = tmp_path / "crafting-cache"
+        first = read_lock(env, crafting)
+        assert first is not None and running.poll() is None, "create ended too soon"
+
+        def refreshed() -> bool:
+            holder = read_lock(env, crafting)
+            return holder is not None and holder.refreshed > first.time
+
+        assert wait_until(refreshed, 60, interval=0.3), "the lock was never refreshed"
+        holder = read_lock(env, crafting)
+        assert holder is not None
+        assert (holder.token, holder.pid, holder.time) == (first.token, running.pid, first.time)
+    finally:
+        result = finish(running)
+    assert_ok(result)
+    assert LOCK not in local.objects()
+    expected = snapshot_tree(source)
+    assert_ok(run_spare("restore", "--path", tmp_path / "restored", env=env))
+    assert_trees_equal(expected, snapshot_tree(tmp_path / "restored"))
