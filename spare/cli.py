@@ -271,14 +271,24 @@ def create(
     envvar="SPARE_NUMERIC_OWNER",
     help="Restore owners by their numeric ids, ignoring user and group names.",
 )
-def restore(ctx: Context, path: str | None, include: tuple[str, ...], numeric_owner: bool) -> None:
+@option(
+    "--force",
+    is_flag=True,
+    envvar="SPARE_FORCE",
+    help="As root, restore into a directory that another user owns or that group or others may "
+    "write to (they could redirect what is restored); restore a snapshot older than one this "
+    "host has seen, or of a repository this host knew as another.",
+)
+def restore(
+    ctx: Context, path: str | None, include: tuple[str, ...], numeric_owner: bool, force: bool
+) -> None:
     """Restore the backup into --path, which must be empty or not exist."""
     from spare.commands.restore import RestoreOptions
     from spare.commands.restore import restore as run
 
     if not path:
         raise UsageError("no path given: use --path or SPARE_PATH")
-    stats = run(ctx, RestoreOptions(path, list(include), numeric_owner))
+    stats = run(ctx, RestoreOptions(path, list(include), numeric_owner, force))
     tell(ctx, f"restored {stats.files} files, {stats.bytes} bytes")
 
 

@@ -22,7 +22,8 @@ EXIT_CODES: dict[int, str] = {
     "repository, or older than a snapshot this host has seen (use ``--force``)",
     7: "the bucket is locked by another spare run or by ``spare lock``",
     8: "the path to back up is missing or unreadable",
-    9: "the restore target is not empty",
+    9: "the restore target cannot be used: it is not empty, is not a directory or is a symlink, "
+    "or (as root) it belongs to another user or others may write to it (use ``--force``)",
     10: "the storage endpoint cannot be reached",
     11: "the storage refused the credentials or the access",
     12: "damaged or missing data, found by ``verify`` (or by a ``restore``, which restores all the "
@@ -94,6 +95,15 @@ class SourceUnavailable(SpareError):
 
 
 class TargetNotEmpty(SpareError):
+    """The restore target holds something already (or is a file): restore never overwrites."""
+
+    exit_code = 9
+
+
+class UnsafeTarget(SpareError):
+    """The restore target is a symlink, or, for root, a directory another user controls: whoever
+    controls it could redirect what root restores (setuid binaries included)."""
+
     exit_code = 9
 
 
@@ -150,6 +160,20 @@ class CannotCreate(SpareError):
     """
 
     exit_code = 3
+
+
+class EntryReplaced(SpareError):
+    """Something other than restore replaced or removed an entry restore made (another user who
+    can write to the target, say): restore leaves it alone, warns and goes on.
+
+    ``path`` is the entry's path in the backup. It never reaches the CLI on its own.
+    """
+
+    exit_code = 3
+
+    def __init__(self, message: str, path: bytes) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class NoSnapshot(SpareError):

@@ -41,11 +41,13 @@ def read(target: int | bytes) -> dict[str, bytes]:
     return found
 
 
-def write(target: bytes, attributes: dict[str, bytes], *, acls: bool) -> None:
-    """Set the attributes on ``target`` (not followed): ACLs only if ``acls``, others if not.
+def write(target: int | bytes, attributes: dict[str, bytes], *, acls: bool) -> None:
+    """Set the attributes on ``target``: ACLs only if ``acls``, others if not.
 
-    ACLs go last, after the mode: setting an ACL sets the group bits of the mode to its mask.
+    ``target`` is a descriptor, or the ``/proc/self/fd/N`` path of one (which the kernel resolves
+    to that descriptor's own inode). ACLs go last, after the mode: setting an ACL sets the group
+    bits of the mode to its mask.
     """
     for name, value in attributes.items():
         if (name in ACLS) == acls:
-            os.setxattr(target, name, value, follow_symlinks=False)
+            os.setxattr(target, name, value)

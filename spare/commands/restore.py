@@ -20,12 +20,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from spare.commands.context import READERS, Context, reading
+from spare.commands.restore_destination import Destination, open_destination
 from spare.commands.restore_target import Target
 from spare.console import Warnings, report, say
 from spare.errors import (
     CannotCreate,
     CompletedWithWarnings,
-    LocalSystemError,
+    EntryReplaced,
     RepositoryDamaged,
     TargetNotEmpty,
     UsageError,
@@ -45,7 +46,8 @@ class RestoreOptions:
     path: str
     include: list[str] = field(default_factory=list)
     numeric_owner: bool = False
-    #: Restore a snapshot older than one this host has seen, or of a replaced repository.
+    #: Restore anyway: as root into a directory another user controls, or a snapshot older than
+    #: one this host has seen, or of a repository this host knew as another.
     force: bool = False
 
 
@@ -56,35 +58,17 @@ class RestoreStats:
 
 
 def restore(ctx: Context, options: RestoreOptions) -> RestoreStats:
-    target = os.path.abspath(options.path)
-    _check_target(target)
-    with reading(ctx, "restore", force=options.force) as (repo, snapshot):
-        report(
-            f"restoring snapshot {snapshot.seq} of {snapshot.host}:{snapshot.path}, "
-            f"taken {snapshot.time}"
-        )
-        return Restorer(repo, snapshot, target, options).run()
-
-
-def _check_target(target: str) -> None:
-    parent = os.path.dirname(target)
-    if not os.path.isdir(parent):
-        try:
-            os.makedirs(parent, exist_ok=True)
-        except OSError as exc:
-            raise LocalSystemError(f"cannot create {parent} ({exc.strerror})") from None
+    # The target is opened (and refused if need be) before the bucket is, and only once.
+    destination = open_destination(options.path, force=options.force)
     try:
-        with os.scandir(target) as entries:
-            if next(entries, None) is not None:
-                raise TargetNotEmpty(
-                    f"{target} is not empty: restore into an empty or new directory"
-                )
-    except FileNotFoundError:
-        pass
-    except NotADirectoryError:
-        raise TargetNotEmpty(
-            f"{target} exists and is a file: restore into an empty or new directory"
-        ) from None
+        with reading(ctx, "restore", force=options.force) as (repo, snapshot):
+            report(
+                f"restoring snapshot {snapshot.seq} of {snapshot.host}:{snapshot.path}, "
+                f"taken {snapshot.time}"
+            )
+            return Restorer(repo, snapshot, destination, options).run()
+    finally:
+        destination.close()
 
 
 class Selection:
@@ -104,11 +88,15 @@ class Selection:
 
 class Restorer:
     def __init__(
-        self, repo: Repository, snapshot: Snapshot, target: str, options: RestoreOptions
+        self,
+        repo: Repository,
+        snapshot: Snapshot,
+        destination: Destination,
+        options: RestoreOptions,
     ) -> None:
         self.repo = repo
         self.snapshot = snapshot
-        self.target_path = os.fsencode(target)
+        self.destination = destination
         self.options = options
         self.selection = Selection(options.include)
         self.warn = Warnings()
@@ -119,7 +107,8 @@ class Restorer:
         self.files = 0
         self.bytes = 0
         self.damaged: set[bytes] = set()
-        self.damaged_lock = threading.Lock()
+        self.replaced: set[bytes] = set()  # entries someone else replaced: reported once
+        self.found_lock = threading.Lock()
         self.relinked: dict[bytes, bytes] = {}
 
     def run(self) -> RestoreStats:
@@ -151,9 +140,9 @@ class Restorer:
         """Open the target for the snapshot's root entry; returns the entry to create there."""
         if root.path != b".":
             raise RepositoryDamaged("the backup's file list does not start with its root")
+        where = self.destination
         if root.type == mf.DIRECTORY:
-            os.makedirs(self.target_path, mode=0o700, exist_ok=True)
-            self.target = Target(self.target_path)
+            self.target = Target(where.take_directory(), where.path, self.plan)
             return root
         if root.type != mf.FILE or root.link is not None:
             raise RepositoryDamaged(
@@ -161,15 +150,21 @@ class Restorer:
                 "refusing to restore it"
             )
         # A backup of a single file: --path names the file, or an empty directory to put it in.
-        if os.path.isdir(self.target_path):
-            directory = self.target_path
-            name = os.path.basename(os.fsencode(self.snapshot.path))
+        if where.exists:
+            self.target = Target(where.take_directory(), where.path, self.plan)
+            root.path = os.path.basename(os.fsencode(self.snapshot.path))
         else:
-            directory, name = os.path.split(self.target_path)
-            os.makedirs(directory, exist_ok=True)
-        self.target = Target(directory)
-        root.path = name
-        self.target.create(root, devices=self.is_root)
+            self.target = Target(os.dup(where.parent_fd), os.path.dirname(where.path), self.plan)
+            root.path = where.name
+        try:
+            self.target.create(root, devices=self.is_root)
+        except RepositoryDamaged:
+            if not where.exists and _exists(where.parent_fd, where.name):  # free a moment ago
+                raise TargetNotEmpty(
+                    f"{os.fsdecode(where.path)} appeared while the restore was starting: "
+                    "restore into an empty or new directory"
+                ) from None
+            raise
         return root
 
     def _create_entries(self) -> None:
@@ -212,10 +207,15 @@ class Restorer:
             resolved = self._resolve_link(entry)
             line = None if resolved is not entry else line
             entry = resolved
+        if self.replaced and self._below_replaced(entry.path):
+            return  # said once, for the directory someone replaced
         try:
             created = self.target.create(entry, devices=self.is_root)
         except CannotCreate as exc:
             self.warn(str(exc))
+            return
+        except EntryReplaced as exc:
+            self._replaced(exc)
             return
         if not created:
             self.warn(
@@ -242,7 +242,19 @@ class Restorer:
         return first
 
     def _late(self, entry: Entry, line: bytes | None = None) -> None:
-        self.plan.add_late(line or entry.to_line())
+        self.plan.add_late(entry.path, line or entry.to_line())
+
+    def _replaced(self, exc: EntryReplaced) -> None:
+        """Someone replaced an entry restore made: say so once, and leave it alone."""
+        with self.found_lock:
+            if exc.path in self.replaced:
+                return
+            self.replaced.add(exc.path)
+            self.warn(str(exc))
+
+    def _below_replaced(self, path: bytes) -> bool:
+        parts = path.split(b"/")
+        return any(b"/".join(parts[:depth]) in self.replaced for depth in range(1, len(parts)))
 
     def _places(self, entry: Entry) -> None:
         """Note the file's chunks; where they are stored is looked up in one join afterwards."""
@@ -266,28 +278,45 @@ class Restorer:
         for blob in self.repo.load_blobs(pack, transforms, records):
             here = places[blob.record.offset]
             if blob.plain is None:
-                self._damaged(path for _, path, _ in here)
+                self._damaged(path for _, path, _, _ in here)
                 continue
             if blob.plain.count(0) == len(blob.plain):
                 continue  # the file was created at its full size: zeros stay a hole
-            for _, path, at in here:
-                self.target.write(path, blob.plain, at)
+            for _, path, at, made in here:
+                if path in self.replaced:
+                    continue
+                try:
+                    self.target.write(path, blob.plain, at, made)
+                except EntryReplaced as exc:
+                    self._replaced(exc)
 
     def _damaged(self, paths: Iterable[bytes]) -> None:
-        with self.damaged_lock:
+        with self.found_lock:
             self.damaged.update(paths)
 
     # -- pass 3 -----------------------------------------------------------------------------
     def _apply_metadata(self) -> None:
         assert self.target is not None
         numeric = self.options.numeric_owner
-        for line in self.plan.late_entries():
+        for line, made in self.plan.late_entries():
             entry = Entry.from_line(line)
+            if self.replaced and (entry.path in self.replaced or self._below_replaced(entry.path)):
+                continue
             uid = entry.uid if numeric else user_id(entry.user, entry.uid)
             gid = entry.gid if numeric else group_id(entry.group, entry.gid)
             try:
-                self.target.apply(entry, uid, gid, chown=self.is_root)
+                self.target.apply(entry, made, uid, gid, chown=self.is_root)
+            except EntryReplaced as exc:
+                self._replaced(exc)
             except OSError as exc:
                 self.warn(
                     f"{self.target.display(entry.path)}: cannot set metadata ({exc.strerror})"
                 )
+
+
+def _exists(dir_fd: int, name: bytes) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True

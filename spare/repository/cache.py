@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from spare.repository.objects import BlobRecord
 from spare.repository.packs import PackInfo
@@ -269,12 +270,28 @@ class Cache:
         self.db.execute("DELETE FROM meta WHERE key='files_snapshot'")
 
 
-#: One place a restored chunk goes: its blob in a pack, and the file and offset it is written at.
-Place = tuple[BlobRecord, bytes, int]
+class Inode(NamedTuple):
+    """What restore records of an inode it made, and checks before it writes to or changes it.
+
+    The device and inode number name the inode; the owner (restore's own user until the
+    metadata pass) and the kind (``stat.S_IFMT``) keep an inode number that the file system
+    gave again, to a file someone else made after removing restore's, from passing for it.
+    """
+
+    dev: int
+    ino: int
+    uid: int
+    kind: int
+
+
+#: One place a restored chunk goes: its blob in a pack, the file and offset it is written at, and
+#: the inode restore made for that file (None if it made none).
+Place = tuple[BlobRecord, bytes, int, Inode | None]
 
 
 class RestorePlan:
-    """A restore's scratch database: the entries to finish last, and where each chunk goes.
+    """A restore's scratch database: the inodes it made, the entries to finish last, and where
+    each chunk goes.
 
     Shared by the threads that read packs (each reads its own pack's rows).
     """
@@ -285,9 +302,11 @@ class RestorePlan:
             "CREATE TABLE places(pack TEXT, offset INTEGER, length INTEGER, size INTEGER,"
             " id BLOB, path BLOB, at INTEGER);"
             "CREATE TABLE pack_transforms(pack TEXT PRIMARY KEY, transforms TEXT);"
-            "CREATE TABLE late(seq INTEGER PRIMARY KEY, entry BLOB);"
+            "CREATE TABLE late(seq INTEGER PRIMARY KEY, path BLOB, entry BLOB);"
             "CREATE TABLE unselected(path BLOB PRIMARY KEY, entry BLOB) WITHOUT ROWID;"
             "CREATE TABLE wanted(path BLOB, idx INTEGER, id BLOB);"
+            "CREATE TABLE created(path BLOB PRIMARY KEY, dev INTEGER, ino INTEGER, uid INTEGER,"
+            " kind INTEGER) WITHOUT ROWID;"
         )
         self.late_count = 0
 
@@ -297,14 +316,32 @@ class RestorePlan:
     def commit(self) -> None:
         self.db.commit()
 
-    def add_late(self, line: bytes) -> None:
+    def add_created(self, path: bytes, inode: Inode) -> None:
+        """Restore made ``inode`` at ``path``."""
+        self.db.execute("INSERT INTO created VALUES(?, ?, ?, ?, ?)", (path, *inode))
+
+    def created(self, path: bytes) -> Inode | None:
+        """The inode restore made at ``path``, if it made one."""
+        row = self.db.execute(
+            "SELECT dev, ino, uid, kind FROM created WHERE path=?", (path,)
+        ).fetchone()
+        return Inode(*row) if row else None
+
+    def add_late(self, path: bytes, line: bytes) -> None:
         """An entry whose metadata is applied after every content is written."""
         self.late_count += 1
-        self.db.execute("INSERT INTO late VALUES(?, ?)", (self.late_count, line))
+        self.db.execute("INSERT INTO late VALUES(?, ?, ?)", (self.late_count, path, line))
 
-    def late_entries(self) -> Iterator[bytes]:
-        """The late entries, last first: children before the directories that hold them."""
-        return (row[0] for row in self.db.execute("SELECT entry FROM late ORDER BY seq DESC"))
+    def late_entries(self) -> Iterator[tuple[bytes, Inode | None]]:
+        """The late entries, last first (children before the directories that hold them), each
+        with the inode restore made for it."""
+        return (
+            (line, Inode(*inode) if inode[0] is not None else None)
+            for line, *inode in self.db.execute(
+                "SELECT l.entry, c.dev, c.ino, c.uid, c.kind FROM late l "
+                "LEFT JOIN created c ON c.path = l.path ORDER BY l.seq DESC"
+            )
+        )
 
     def add_unselected(self, path: bytes, line: bytes) -> None:
         """An entry that ``--include`` left out, in case a hardlink names it later."""
@@ -331,10 +368,16 @@ class RestorePlan:
     def places(self, pack: str) -> list[Place]:
         """Where the chunks of ``pack`` go, by offset in the pack."""
         return [
-            (BlobRecord(chunk_id, offset, length, size), path, at)
-            for offset, length, size, chunk_id, path, at in self.db.execute(
-                "SELECT offset, length, size, id, path, at FROM places WHERE pack=? "
-                "ORDER BY offset",
+            (
+                BlobRecord(chunk_id, offset, length, size),
+                path,
+                at,
+                Inode(*inode) if inode[0] is not None else None,
+            )
+            for offset, length, size, chunk_id, path, at, *inode in self.db.execute(
+                "SELECT p.offset, p.length, p.size, p.id, p.path, p.at, c.dev, c.ino, c.uid, "
+                "c.kind FROM places p LEFT JOIN created c ON c.path = p.path WHERE p.pack=? "
+                "ORDER BY p.offset",
                 (pack,),
             )
         ]

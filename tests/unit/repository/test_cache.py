@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from spare.repository.cache import Cache, ChunkSet, RestorePlan
+from spare.repository.cache import Cache, ChunkSet, Inode, RestorePlan
 from spare.repository.objects import BlobRecord
 from spare.repository.packs import PackInfo
 
@@ -140,13 +141,14 @@ def test_locate_wanted_places_every_chunk_and_names_files_with_a_missing_one(
         plan.want(b"whole", [chunk_id(1), chunk_id(3), chunk_id(2)])
         plan.want(b"holed", [chunk_id(2), chunk_id(9), chunk_id(1)])  # chunk 9 is in no pack
         plan.want(b"twice", [chunk_id(1), chunk_id(1)])
+        plan.add_created(b"whole", WHOLE)
         plan.commit()
         assert cache.locate_wanted(plan) == [b"holed"]
         assert sorted(plan.packs()) == [
             (PACK_A, ("lzma", "aes-siv")),
             (PACK_B, ("lzma", "aes-siv")),
         ]
-        places_a = {(record.chunk_id, path, at) for record, path, at in plan.places(PACK_A)}
+        places_a = {(record.chunk_id, path, at) for record, path, at, _ in plan.places(PACK_A)}
         assert places_a == {
             (chunk_id(1), b"whole", 0),
             (chunk_id(2), b"whole", 600),
@@ -154,11 +156,29 @@ def test_locate_wanted_places_every_chunk_and_names_files_with_a_missing_one(
             (chunk_id(1), b"twice", 0),
             (chunk_id(1), b"twice", 400),
         }
-        assert [(r.chunk_id, path, at) for r, path, at in plan.places(PACK_B)] == [
+        assert [(r.chunk_id, path, at) for r, path, at, _ in plan.places(PACK_B)] == [
             (chunk_id(3), b"whole", 400)
         ]
-        offsets = [record.offset for record, _, _ in plan.places(PACK_A)]
+        # Each place carries the inode restore made for its file, to check before writing.
+        assert {made for _, path, _, made in plan.places(PACK_A) if path == b"whole"} == {WHOLE}
+        assert {made for _, path, _, made in plan.places(PACK_A) if path != b"whole"} == {None}
+        offsets = [record.offset for record, _, _, _ in plan.places(PACK_A)]
         assert offsets == sorted(offsets)
+    finally:
+        plan.close()
+
+
+WHOLE = Inode(dev=7, ino=1234, uid=0, kind=stat.S_IFREG)
+
+
+def test_restore_plan_records_the_inodes_restore_made(tmp_path: Path) -> None:
+    plan = RestorePlan(tmp_path / "plan.sqlite")
+    try:
+        plan.add_created(b"dir", Inode(7, 11, 0, stat.S_IFDIR))
+        plan.add_created(b"dir/file", WHOLE)
+        assert plan.created(b"dir") == Inode(7, 11, 0, stat.S_IFDIR)
+        assert plan.created(b"dir/file") == WHOLE
+        assert plan.created(b"dir/other") is None
     finally:
         plan.close()
 
@@ -166,10 +186,15 @@ def test_locate_wanted_places_every_chunk_and_names_files_with_a_missing_one(
 def test_restore_plan_keeps_late_entries_and_unselected_ones(tmp_path: Path) -> None:
     plan = RestorePlan(tmp_path / "plan.sqlite")
     try:
-        for line in (b"root", b"dir", b"dir/file"):
-            plan.add_late(line)
+        for path in (b".", b"dir", b"dir/file"):
+            plan.add_late(path, b"line of " + path)
+        plan.add_created(b"dir/file", Inode(1, 2, 3, stat.S_IFREG))
         assert plan.late_count == 3
-        assert list(plan.late_entries()) == [b"dir/file", b"dir", b"root"]
+        assert list(plan.late_entries()) == [
+            (b"line of dir/file", Inode(1, 2, 3, stat.S_IFREG)),
+            (b"line of dir", None),
+            (b"line of .", None),
+        ]
         plan.add_unselected(b"other/first-name", b"entry line")
         assert plan.unselected(b"other/first-name") == b"entry line"
         assert plan.unselected(b"nothing") is None
