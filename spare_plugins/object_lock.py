@@ -9,6 +9,7 @@ from spare.registry import LockRegistry
 from spare.storage import Storage
 
 LOCK_KEY = "lock"
+MAX_PAYLOAD = 64 << 10
 
 
 class ObjectLock(Lock):
@@ -30,7 +31,9 @@ class ObjectLock(Lock):
 
     def read(self) -> bytes | None:
         try:
-            return self.storage.get(LOCK_KEY)
+            # A lock payload is a few hundred bytes; a huge object there is read no further
+            # than this, and then does not decode (an unreadable lock).
+            return self.storage.get(LOCK_KEY, 0, MAX_PAYLOAD + 1)
         except ObjectNotFound:
             return None
 

@@ -50,7 +50,7 @@ import os
 from spare.errors import StorageTransient
 from spare.hookspecs import hookimpl
 from spare.storage import StorageLocation, StorageWrapper
-from spare_plugins.fsspec_storage import make_local
+from spare_plugins.local_storage import make_local
 
 refresh = os.environ.get("SPARE_TEST_LOCK_REFRESH")
 if refresh:  # what a long run would do in hours, done in seconds

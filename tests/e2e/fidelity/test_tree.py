@@ -245,12 +245,13 @@ def test_sparse_file_is_stored_small_and_restored_sparse(
 def test_internal_repetition_is_stored_once(
     file_backend: Backend, env: dict[str, str], run_spare: SpareRunner, tmp_path: Path
 ) -> None:
-    """The same 8 MB of random bytes three times in one file store about 8 MB."""
+    """The same 8 MB of random bytes three times in one file store one copy, and the chunks
+    across each junction: 9 to 13 MB, by where the key puts the cuts, never 24."""
     source, target = tmp_path / "source", tmp_path / "restored"
     source.mkdir()
     block = os.urandom(8_000_000)
     (source / "thrice.bin").write_bytes(block * 3)
     round_trip(run_spare, env, source, target)
     stored = stored_bytes(file_backend.objects())
-    assert stored < 12_000_000, f"the bucket holds {stored} bytes for 3 x 8 MB of one block"
+    assert stored < 2 * len(block), f"the bucket holds {stored} bytes for 3 x 8 MB of one block"
     assert (target / "thrice.bin").read_bytes() == block * 3
