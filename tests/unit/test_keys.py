@@ -34,6 +34,8 @@ def test_the_rest_of_the_config_is_bound_to_the_key() -> None:
         {"memory_kib": 2**32 - 1},
         {"memory_kib": 4 * 1024 * 1024},
         {"memory_kib": 8},
+        {"memory_kib": 19 * 1024},  # OWASP's minimum: below RFC 9106's, the floor
+        {"iterations": 2},
         {"iterations": 10**9},
         {"iterations": 0},
         {"lanes": 0},
@@ -69,3 +71,11 @@ def test_plugins_cannot_ask_for_the_cores_keys() -> None:
         assert KEYS.id_key not in (plugin_key, plugin_key[:32])
     assert KEYS.subkey("zstd dictionary") == KEYS.subkey("zstd dictionary")
     assert KEYS.subkey("zstd dictionary") != KEYS.subkey("other plugin")
+
+
+def test_the_key_is_derived_in_a_child_process_the_same_way() -> None:
+    """The child computes what this process would, from the request on its standard input."""
+    params = KdfParams.generate()
+    assert (params.memory_kib, params.iterations, params.lanes) == (64 * 1024, 3, 4)
+    assert params.derive("päss wörd") == params.derive_here("päss wörd")
+    assert params.derive("a") != params.derive("b")
