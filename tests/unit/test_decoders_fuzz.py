@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import secrets
+import tempfile
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -22,11 +23,13 @@ from support.formats import KEYS, PLUGINS, chain
 
 from spare.errors import SpareError
 from spare.keys import KdfParams
+from spare.processes import this_host
 from spare.repository import objects
 from spare.repository.index import decode_index, encode_index
+from spare.repository.locking import LockInfo, describe_lock, encode_lock
 from spare.repository.manifest import Entry
 from spare.repository.objects import KIND_PACK, BlobRecord, parse_preamble
-from spare.repository.opening import CHUNKER, _check_config, _read_config
+from spare.repository.opening import CHUNKER, _check_config, _read_config, open_repository
 from spare.repository.packs import (
     FinishedPack,
     PackInfo,
@@ -35,6 +38,7 @@ from spare.repository.packs import (
     parse_trailer,
     read_pack,
 )
+from spare.repository.repo import Repository
 from spare.repository.snapshots import Snapshot
 from spare.storage import StorageLocation
 
@@ -207,3 +211,23 @@ def test_config(raw: bytes) -> None:
         _check_config(config)
 
     only_spare_errors(decode)
+
+
+def _repository() -> Repository:
+    location = StorageLocation("memory", secrets.token_hex(6), "bucket")
+    storage = PLUGINS.storages.get("memory")(location)
+    cache_root = Path(tempfile.mkdtemp(prefix="spare-fuzz-"))
+    return open_repository(
+        lambda: storage, "password", PLUGINS, cache_root, location="fuzz", create=True
+    )
+
+
+REPO = _repository()
+VALID_LOCK = encode_lock(REPO, LockInfo.for_this_process("create", this_host()))
+
+
+@given(mutations(VALID_LOCK))
+@FUZZ
+def test_lock_payload(payload: bytes) -> None:
+    """Whatever the lock object holds names a holder or an unreadable lock, never a crash."""
+    only_spare_errors(lambda: describe_lock(REPO, payload))
