@@ -7,27 +7,17 @@ figure of merit: a backup that pushes a server into swap or the OOM killer is an
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from support.buckets import Backend
-from support.harness import SpareRunner, clean_env, describe
+from support.harness import SpareRunner, run_measured
 
 from spare.testing.trees import MiB, compressible_text, write_file
 
 pytestmark = pytest.mark.timeout(240)
 
 LIMIT_MIB = 100
-
-# Runs spare as its only child and reports that child's peak RSS (ru_maxrss is in KiB on Linux).
-MEASURE = """
-import resource, subprocess, sys
-code = subprocess.call(sys.argv[1:])
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
-sys.exit(code)
-"""
 
 
 def test_create_stays_under_100_mib(
@@ -41,15 +31,5 @@ def test_create_stays_under_100_mib(
     for index in range(2000):
         write_file(source / f"small-{index % 40}" / f"{index}.txt", os.urandom(512), 0o644)
 
-    result = subprocess.run(
-        [sys.executable, "-c", MEASURE, *run_spare.command(["create", "--path", str(source)])],
-        env=clean_env(env, run_spare.cache_dir),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=200,
-        check=False,
-    )
-    assert result.returncode == 0, describe(result)
-    peak_mib = int(result.stdout.strip().splitlines()[-1])
+    _, peak_mib = run_measured(run_spare, ["create", "--path", str(source)], env)
     assert peak_mib < LIMIT_MIB, f"create peaked at {peak_mib} MiB of RSS"

@@ -210,3 +210,30 @@ def hostname_prefix(name: str) -> list[str] | None:
     if probe.returncode != 0 or probe.stdout.strip() != name:
         return None
     return prefix
+
+
+# Runs spare as its only child and reports the peak RSS of the largest process it waited for
+# (spare, or a child of spare's such as the key derivation): ru_maxrss is in KiB on Linux.
+_MEASURE = """
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
+sys.exit(code)
+"""
+
+
+def run_measured(
+    runner: SpareRunner, args: Sequence[str], env: Mapping[str, str], timeout: float = 200
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run spare with ``args``; the finished run and its peak memory in MiB."""
+    result = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *runner.command(args)],
+        env=clean_env(env, runner.cache_dir),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, describe(result)
+    return result, int(result.stdout.strip().splitlines()[-1])
