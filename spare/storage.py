@@ -9,7 +9,6 @@ from __future__ import annotations
 import abc
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -216,17 +215,13 @@ class RateLimitedStorage(StorageWrapper):
         self._clock = clock
         self._sleep = sleep
         self._free_at = clock()
-        self._slots = threading.Lock()
 
     def _paced(self, size: int) -> None:
-        # The uploader and the lock's refresh write from two threads: each reserves its slot
-        # under the lock, then waits for it outside.
-        with self._slots:
-            now = self._clock()
-            start = max(now, self._free_at)
-            self._free_at = start + size / self.rate
-        if start > now:
-            self._sleep(start - now)
+        now = self._clock()
+        if self._free_at > now:
+            self._sleep(self._free_at - now)
+            now = self._free_at
+        self._free_at = now + size / self.rate
 
     def put(self, key: str, data: bytes) -> None:
         self._paced(len(data))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -49,31 +47,6 @@ def test_uploads_are_paced_to_the_limit(tmp_path: Path) -> None:
     assert clock.sleeps == pytest.approx([1.0, 0.5])
     assert limited.get("c") == b"z" * 200_000
     assert sorted(info.key for info in limited.list()) == ["a", "b", "c", "d"]
-
-
-def test_writers_in_two_threads_share_the_limit() -> None:
-    """The uploader and the lock's refresh pace together: each write gets a slot of its own."""
-    sleeps: list[float] = []
-    lock = threading.Lock()
-
-    def sleep(seconds: float) -> None:
-        with lock:
-            sleeps.append(seconds)
-        time.sleep(seconds)
-
-    limited = RateLimitedStorage(memory_storage(), 1_000_000, sleep=sleep)
-    start = threading.Barrier(4)
-
-    def write(index: int) -> None:
-        start.wait()
-        limited.put(f"k{index}", b"x" * 200_000)
-
-    threads = [threading.Thread(target=write, args=(index,)) for index in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(sleeps) == pytest.approx([0.2, 0.4, 0.6], abs=0.05)
 
 
 def test_reads_are_not_limited() -> None:
