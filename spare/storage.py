@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -192,6 +193,10 @@ class RetryingStorage(StorageWrapper):
         self._retry("deleting objects", lambda: self.inner.delete(keys))
 
 
+#: Writes smaller than this are not held back by the upload limit (they still count towards it).
+SMALL_WRITE = 16 << 10
+
+
 class RateLimitedStorage(StorageWrapper):
     """Keeps the average upload rate under ``bytes_per_second``.
 
@@ -215,13 +220,19 @@ class RateLimitedStorage(StorageWrapper):
         self._clock = clock
         self._sleep = sleep
         self._free_at = clock()
+        self._slots = threading.Lock()
 
     def _paced(self, size: int) -> None:
-        now = self._clock()
-        if self._free_at > now:
-            self._sleep(self._free_at - now)
-            now = self._free_at
-        self._free_at = now + size / self.rate
+        # The uploader and the lock's refresh write from two threads: each reserves its slot
+        # under the lock, then waits for it outside. A small write (the lock, an index, a
+        # snapshot root) counts towards the average but never waits behind the packs: the
+        # lock's refresh must not be held back until the upload is done.
+        with self._slots:
+            now = self._clock()
+            start = max(now, self._free_at)
+            self._free_at = start + size / self.rate
+        if start > now and size >= SMALL_WRITE:
+            self._sleep(start - now)
 
     def put(self, key: str, data: bytes) -> None:
         self._paced(len(data))

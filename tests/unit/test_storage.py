@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,41 @@ def test_uploads_are_paced_to_the_limit(tmp_path: Path) -> None:
     assert clock.sleeps == pytest.approx([1.0, 0.5])
     assert limited.get("c") == b"z" * 200_000
     assert sorted(info.key for info in limited.list()) == ["a", "b", "c", "d"]
+
+
+def test_writers_in_two_threads_share_the_limit() -> None:
+    """The uploader and the lock's refresh pace together: each write gets a slot of its own."""
+    sleeps: list[float] = []
+    lock = threading.Lock()
+
+    def sleep(seconds: float) -> None:
+        with lock:
+            sleeps.append(seconds)
+        time.sleep(seconds)
+
+    limited = RateLimitedStorage(memory_storage(), 1_000_000, sleep=sleep)
+    start = threading.Barrier(4)
+
+    def write(index: int) -> None:
+        start.wait()
+        limited.put(f"k{index}", b"x" * 200_000)
+
+    threads = [threading.Thread(target=write, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(sleeps) == pytest.approx([0.2, 0.4, 0.6], abs=0.05)
+
+
+def test_a_small_write_never_waits_behind_the_packs() -> None:
+    """The lock's refresh goes out at once, however many packs wait; it still counts."""
+    clock = FakeClock()
+    limited = RateLimitedStorage(memory_storage(), 100_000, clock=clock, sleep=clock.sleep)
+    limited.put("pack-1", b"x" * 200_000)
+    limited.put("lock", b"l" * 300)  # no wait, though the limit's budget is spent for 2 s
+    limited.put("pack-2", b"x" * 100_000)  # waits for the first pack and the lock
+    assert clock.sleeps == pytest.approx([2.003])
 
 
 def test_reads_are_not_limited() -> None:
