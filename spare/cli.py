@@ -66,22 +66,21 @@ def read_secret_file(path: str, what: str) -> str:
     return secret
 
 
+def read_secret(value: str | None, path: str | None, what: str) -> str | None:
+    """A secret given as ``--<what>`` or as ``--<what>-file``, not both; None if neither."""
+    option = "--" + what.replace(" ", "-")
+    if value and path:
+        raise UsageError(f"give either {option} or {option}-file, not both")
+    if path:
+        return read_secret_file(path, what) or None
+    return value or None
+
+
 def read_password(password: str | None, password_file: str | None) -> str:
-    if password and password_file:
-        raise UsageError("give either --password or --password-file, not both")
-    if password_file:
-        password = read_secret_file(password_file, "password")
+    password = read_secret(password, password_file, "password")
     if not password:
         raise UsageError("no password given: use SPARE_PASSWORD, --password-file or --password")
     return password
-
-
-def read_secret_key(secret_key: str | None, secret_key_file: str | None) -> str | None:
-    if secret_key and secret_key_file:
-        raise UsageError("give either --secret-key or --secret-key-file, not both")
-    if secret_key_file:
-        return read_secret_file(secret_key_file, "secret key") or None
-    return secret_key
 
 
 def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -154,7 +153,7 @@ def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
             stream=sys.stderr,
         )
         location = parse_endpoint(
-            endpoint, bucket, access_key, read_secret_key(secret_key, secret_key_file)
+            endpoint, bucket, access_key, read_secret(secret_key, secret_key_file, "secret key")
         )
         ctx = Context(
             location, read_password(password, password_file), cache_root(), verbose=verbose

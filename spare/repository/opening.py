@@ -129,8 +129,7 @@ def open_repository(
 
 def _unlock(config: dict[str, Any], password: str) -> KeyRing:
     """The key ring; raises unless the password opens the key and no field was changed."""
-    _check_config(config)
-    kdf = KdfParams.from_json(config["kdf"])
+    kdf = _check_config(config)
     try:
         wrapped = bytes.fromhex(config["master_key"])
     except (KeyError, ValueError, TypeError) as exc:
@@ -144,8 +143,9 @@ def _bound(config: dict[str, Any]) -> bytes:
     return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _check_config(config: dict[str, Any]) -> None:
-    """Refuse values spare would never write, before any is used (the id names a directory)."""
+def _check_config(config: dict[str, Any]) -> KdfParams:
+    """Refuse values spare would never write, before any is used (the id names a directory);
+    the KDF parameters, checked."""
     if not isinstance(config.get("id"), str) or not REPOSITORY_ID.match(config["id"]):
         raise RepositoryDamaged(
             f"the bucket's config has a malformed id {str(config.get('id'))[:40]!r}: it was "
@@ -163,7 +163,7 @@ def _check_config(config: dict[str, Any]) -> None:
             )
     if not chunker["min"] <= chunker["avg"] <= chunker["max"]:
         raise RepositoryDamaged("the bucket's config has inconsistent chunker parameters")
-    KdfParams.from_json(config.get("kdf"))
+    return KdfParams.from_json(config.get("kdf"))
 
 
 def _read_config(storage: Storage, *, again: bool = True) -> dict[str, Any] | None:
