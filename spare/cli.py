@@ -218,6 +218,15 @@ def cli() -> None:
     show_default=True,
     help="Size of the pack objects in MiB.",
 )
+@option(
+    "--check-share",
+    envvar="SPARE_CHECK_SHARE",
+    type=click.FloatRange(0, 100),
+    default=2.0,
+    show_default=True,
+    help="Download and check this percent of the bucket's packs first, the next ones each "
+    "run, and store anew what is found damaged (0 to check none).",
+)
 def create(
     ctx: Context,
     path: str | None,
@@ -226,6 +235,7 @@ def create(
     compression: str,
     limit_upload: int | None,
     pack_size: int,
+    check_share: float,
 ) -> None:
     """Back up --path into the bucket, keeping exactly this one snapshot."""
     from spare.commands.create import BackupOptions
@@ -241,6 +251,7 @@ def create(
         compression,
         pack_size << 20,
         limit_upload * 1024 if limit_upload else None,
+        check_share,
     )
     stats = run(ctx, options)
     tell(
@@ -300,12 +311,21 @@ def restore(
     envvar="SPARE_FORCE",
     help="Verify even a snapshot older than one this host has seen, or a replaced repository.",
 )
-def verify(ctx: Context, path: str | None, force: bool) -> None:
+@option(
+    "--share",
+    envvar="SPARE_VERIFY_SHARE",
+    type=click.FloatRange(0, 100, min_open=True),
+    default=100.0,
+    show_default=True,
+    help="Download and check only this percent of the packs, chosen at random (a nightly "
+    "'--share 5' checks the whole bucket in about a month).",
+)
+def verify(ctx: Context, path: str | None, force: bool, share: float) -> None:
     """Download and check everything; name every damaged file."""
     from spare.commands.verify import verify as run
 
-    stats = run(ctx, force=force)
-    tell(ctx, f"the backup is intact ({stats.packs} packs checked)")
+    stats = run(ctx, force=force, share=share)
+    tell(ctx, f"the backup is intact ({stats.checked} of {stats.packs} packs checked)")
 
 
 @cli.command()

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spare.console import say
+from spare.console import Warnings
 from spare.errors import NoSnapshot
 from spare.plugins import Plugins
-from spare.repository.index import sync_index
+from spare.repository.index import IndexSync, sync_index
 from spare.repository.locking import locked_for_reading
 from spare.repository.opening import open_repository
 from spare.repository.repo import Repository
@@ -61,6 +61,25 @@ class Context:
         )
 
 
+def note_sync(synced: IndexSync, note: Callable[[str], None], who: str) -> None:
+    """Say what :func:`sync_index` found wrong, and that ``who`` repairs it."""
+    if synced.unreadable:
+        note(
+            f"{len(synced.unreadable)} packs that no index names cannot be read (damaged, or "
+            f"not this repository's); {who} deletes them"
+        )
+    if synced.damaged_indexes:
+        note(
+            f"{len(synced.damaged_indexes)} index objects are damaged; what they list was read "
+            f"from the packs themselves, and {who} writes them anew"
+        )
+    if synced.lost:
+        note(
+            f"{len(synced.lost)} packs are missing from the bucket or changed size; {who} "
+            "stores what they held anew, where the files still exist"
+        )
+
+
 @contextmanager
 def reading(
     ctx: Context, command: str, *, force: bool = False
@@ -78,12 +97,7 @@ def reading(
             if snapshot is None:
                 raise NoSnapshot("there is no backup in this bucket yet")
             check_not_rolled_back(repo, snapshot, force=force)
-            unreadable = sync_index(repo)
-            if unreadable:
-                say(
-                    f"note: {len(unreadable)} packs that no index names cannot be read "
-                    "(damaged, or not this repository's); the next create deletes them"
-                )
+            note_sync(sync_index(repo), Warnings().note, "the next create")
             yield repo, snapshot
     finally:
         repo.close()

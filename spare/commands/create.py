@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from spare import xattrs
-from spare.commands.context import Context
+from spare.commands.context import Context, note_sync
 from spare.console import Warnings
 from spare.errors import CompletedWithWarnings, IdentityMismatch, Interrupted, SourceUnavailable
 from spare.fstree import Found, Skipper, walk
@@ -20,9 +20,11 @@ from spare.owners import group_name, user_name
 from spare.repository import manifest as mf
 from spare.repository.cache import Cache
 from spare.repository.chunks import PACK_SIZE, ChunkStore
+from spare.repository.health import CHECK_SHARE, check_rotating_share
 from spare.repository.index import sync_index, write_index
 from spare.repository.locking import HeldLock, locked
 from spare.repository.manifest import Entry, ManifestWriter
+from spare.repository.opening import repair_config
 from spare.repository.prune import prune
 from spare.repository.repo import Repository
 from spare.repository.snapshots import (
@@ -60,6 +62,8 @@ class BackupOptions:
     pack_size: int = PACK_SIZE
     #: Bytes per second that uploads may average; None for no limit.
     limit_upload: int | None = None
+    #: Percent of the bucket's packs downloaded and checked before the backup.
+    check_share: float = CHECK_SHARE
 
 
 @dataclass(frozen=True)
@@ -95,15 +99,18 @@ def create(ctx: Context, options: BackupOptions) -> CreateStats:
             check_not_rolled_back(repo, previous, force=options.force)
             _check_identity(previous, source, root_stat.st_ino, options.force)
             repo.clean_scratch()
-            unreadable_packs = sync_index(repo)
+            for key in repair_config(repo):
+                warn.note(f"the bucket's {key} was missing or damaged; stored it again")
+            synced = sync_index(repo)
             if unreadable and previous is None:
                 if not options.force:
-                    _check_some_is_readable(repo, len(unreadable_packs))
+                    _check_some_is_readable(repo, len(synced.unreadable))
                 warn(f"the previous snapshot {unreadable[0]} is damaged; this run replaces it")
-            if unreadable_packs:
+            note_sync(synced, warn.note, "this run")
+            if check_rotating_share(repo, options.check_share):
                 warn.note(
-                    f"{len(unreadable_packs)} packs that no index names cannot be read (damaged, "
-                    "or not this repository's); this run deletes them"
+                    "damaged blobs were found in the packs checked by this run; it stores "
+                    "their chunks anew and deletes the damaged copies"
                 )
             stats = _backup(repo, ctx, source, options, previous, warn, held)
     finally:
@@ -190,11 +197,7 @@ def _backup(
         cache_dir = os.fsencode(os.path.realpath(ctx.cache_root))
         skip = Skipper(options.skip, absolute=[cache_dir])
         files, total = _walk(os.fsencode(source), skip, warn, store, cache, manifest)
-        # The file list goes into packs of its own: losing a data pack then costs the files
-        # in it, never the list of every file.
-        store.packs.flush()
-        manifest_ids, _ = store.store_stream(manifest.finish())
-        cache.add_live(manifest_ids)
+        manifest_ids = _store_manifest(store, manifest)
         store.finish()
     except BaseException:
         store.abandon()
@@ -263,6 +266,19 @@ def _backup(
         repacked=pruned.repacked,
         warnings=warn.count,
     )
+
+
+def _store_manifest(store: ChunkStore, manifest: ManifestWriter) -> list[bytes]:
+    """Store the file list twice, in packs of its own: losing a data pack costs the files in it,
+    losing any one pack costs nothing of the list. Returns its chunk ids."""
+    store.packs.flush()
+    manifest_ids, _ = store.store_stream(manifest.finish())
+    store.packs.flush()
+    if any(store.repo.cache.good_copies(chunk) < 2 for chunk in manifest_ids):
+        store.store_stream(manifest.finish(), copies=2)
+        store.packs.flush()
+    store.repo.cache.add_live(manifest_ids, copies=2)
+    return manifest_ids
 
 
 def _walk(

@@ -66,7 +66,10 @@ def restore(ctx: Context, options: RestoreOptions) -> RestoreStats:
                 f"restoring snapshot {snapshot.seq} of {snapshot.host}:{snapshot.path}, "
                 f"taken {snapshot.time}"
             )
-            return Restorer(repo, snapshot, destination, options).run()
+            try:
+                return Restorer(repo, snapshot, destination, options).run()
+            finally:
+                repo.record_damage()
     finally:
         destination.close()
 
@@ -107,6 +110,8 @@ class Restorer:
         self.files = 0
         self.bytes = 0
         self.damaged: set[bytes] = set()
+        #: Chunks whose first copy did not check, with the places they go.
+        self.failed: list[tuple[bytes, list[Place]]] = []
         self.replaced: set[bytes] = set()  # entries someone else replaced: reported once
         self.found_lock = threading.Lock()
         self.relinked: dict[bytes, bytes] = {}
@@ -268,6 +273,15 @@ class Restorer:
         with ThreadPoolExecutor(max_workers=READERS) as pool:
             for _ in pool.map(lambda pack: self._restore_pack(*pack), self.plan.packs()):
                 pass
+        # A blob that did not check: its chunk may have another copy (the manifest has two, a
+        # chunk stored anew after damage has one more until the prune).
+        for chunk_id, here in self.failed:
+            try:
+                plain = self.repo.read_chunk(chunk_id)
+            except RepositoryDamaged:
+                self._damaged(path for _, path, _, _ in here)
+                continue
+            self._write(plain, here)
 
     def _restore_pack(self, pack: str, transforms: tuple[str, ...]) -> None:
         assert self.target is not None
@@ -278,17 +292,23 @@ class Restorer:
         for blob in self.repo.load_blobs(pack, transforms, records):
             here = places[blob.record.offset]
             if blob.plain is None:
-                self._damaged(path for _, path, _, _ in here)
+                self.repo.note_damage([(blob.record.chunk_id, pack)])
+                with self.found_lock:
+                    self.failed.append((blob.record.chunk_id, here))
                 continue
-            if blob.plain.count(0) == len(blob.plain):
-                continue  # the file was created at its full size: zeros stay a hole
-            for _, path, at, made in here:
-                if path in self.replaced:
-                    continue
-                try:
-                    self.target.write(path, blob.plain, at, made)
-                except EntryReplaced as exc:
-                    self._replaced(exc)
+            self._write(blob.plain, here)
+
+    def _write(self, plain: bytes, here: list[Place]) -> None:
+        assert self.target is not None
+        if plain.count(0) == len(plain):
+            return  # the file was created at its full size: zeros stay a hole
+        for _, path, at, made in here:
+            if path in self.replaced:
+                continue
+            try:
+                self.target.write(path, plain, at, made)
+            except EntryReplaced as exc:
+                self._replaced(exc)
 
     def _damaged(self, paths: Iterable[bytes]) -> None:
         with self.found_lock:

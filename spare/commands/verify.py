@@ -1,7 +1,10 @@
-"""``spare verify``: download every pack, check every blob, name every damaged file.
+"""``spare verify``: download every pack (or a share), check every blob, name every damaged file.
 
-A blob counts as good only where the index locates its chunk, which is where ``restore`` will
-read it: a good copy elsewhere does not hide a damaged one that restore would use.
+Chunks are located as a new host would locate them: from the bucket's index objects and the
+packs' trailers alone, in a cache of verify's own. A chunk counts as good when one of its copies
+checks, which is what ``restore`` reads (it falls back to the next copy when one is damaged): so
+"verify passed" means that a new host can restore. Damage found is marked in the local cache,
+and the next create stores those chunks anew.
 """
 
 from __future__ import annotations
@@ -13,83 +16,102 @@ from pathlib import Path
 
 from spare.commands.context import READERS, Context, reading
 from spare.console import say
-from spare.errors import ObjectNotFound, RepositoryDamaged, VerifyFailed
-from spare.repository import objects
-from spare.repository.cache import ChunkSet
+from spare.errors import CompletedWithWarnings, RepositoryDamaged, VerifyFailed
+from spare.repository.cache import Cache, ChunkSet
+from spare.repository.health import PackCheck, check_pack, choose_share
+from spare.repository.index import sync_index
 from spare.repository.manifest import read_manifest
-from spare.repository.packs import read_pack
 from spare.repository.repo import Repository
 
 
 @dataclass(frozen=True)
 class VerifyStats:
     packs: int
+    checked: int
 
 
-def verify(ctx: Context, *, force: bool = False) -> VerifyStats:
+def verify(ctx: Context, *, force: bool = False, share: float = 100.0) -> VerifyStats:
     with reading(ctx, "verify", force=force) as (repo, snapshot):
-        return Verifier(repo).run(snapshot.manifest_ids)
+        verifier = Verifier(repo, share)
+        try:
+            return verifier.run(snapshot.manifest_ids)
+        finally:
+            repo.record_damage()
 
 
 class Verifier:
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, repo: Repository, share: float = 100.0) -> None:
         self.repo = repo
+        self.share = share
         self.scratch = repo.scratch_dir("verify")
-        self.good = ChunkSet(Path(self.scratch.name) / "verify.sqlite")
+        scratch = Path(self.scratch.name)
+        #: Where a new host would find each chunk: built from the bucket alone.
+        self.cold = Cache(scratch / "cold.sqlite")
+        self.good = ChunkSet(scratch / "verify.sqlite")
         self.problems: list[str] = []
 
     def run(self, manifest_ids: list[bytes]) -> VerifyStats:
         try:
-            packs = sorted(self.repo.cache.pack_names())
+            synced = sync_index(self.repo, self.cold)
+            for name in synced.damaged_indexes:
+                self._report(
+                    f"index object {name} is damaged; what it lists was read from the packs "
+                    "(the next create writes it anew)"
+                )
+            for name in synced.unreadable:
+                self._report(f"pack {name} is damaged or not this repository's")
+            packs = sorted(self.cold.pack_names())
+            chosen = choose_share(packs, self.share)
+            unchecked = set(packs) - set(chosen)
+            for pack in unchecked:
+                self.good.add(chunk.chunk_id for chunk in self.cold.pack_info(pack).blobs)
             with ThreadPoolExecutor(max_workers=READERS) as pool:
-                for good in pool.map(self._check_pack, packs):
-                    self.good.add(good)
+                for found in pool.map(lambda pack: check_pack(self.repo, self.cold, pack), chosen):
+                    self._found(found)
             damaged = self._check_files(manifest_ids)
         finally:
+            self.cold.close()
             self.good.close()
             self.scratch.cleanup()
-        if self.problems or damaged:
+        if damaged is None or damaged:
+            what = "the file list" if damaged is None else f"{damaged} files"
             raise VerifyFailed(
-                f"the backup is damaged: {damaged} files cannot be restored whole, "
+                f"the backup is damaged: {what} cannot be restored whole, "
                 f"{len(self.problems)} problems found (listed above)"
             )
-        return VerifyStats(packs=len(packs))
+        if self.problems:
+            raise CompletedWithWarnings(
+                f"every file can be restored, but {len(self.problems)} problems were found "
+                "(listed above); the next create repairs them"
+            )
+        return VerifyStats(packs=len(packs), checked=len(chosen))
 
     def _report(self, message: str) -> None:
         self.problems.append(message)
         say(message)
 
-    def _check_pack(self, pack: str) -> list[bytes]:
-        """The ids of the chunks located in ``pack`` that decode there and match their id."""
-        info = self.repo.cache.pack_info(pack)
-        try:
-            data = objects.read_whole(self.repo.storage, objects.pack_key(pack), "pack")
-        except ObjectNotFound:
-            self._report(f"pack {pack} is missing")
-            return []
-        except RepositoryDamaged as exc:
-            self._report(f"pack {pack} is damaged ({exc})")
-            return []
-        try:
-            _, records = read_pack(data, pack, self.repo.chain_for)
-        except RepositoryDamaged as exc:
-            self._report(f"pack {pack} is damaged ({exc}); checking its blobs one by one")
-        else:
-            if not set(info.blobs) <= set(records):
-                self._report(f"pack {pack} does not hold the blobs the index says it holds")
-        return [
-            blob.record.chunk_id
-            for blob in self.repo.load_blobs(pack, info.transforms, info.blobs, whole=data)
-            if blob.plain is not None
-        ]
+    def _found(self, found: PackCheck) -> None:
+        self.good.add(found.good)
+        self.repo.note_damage((chunk, found.pack) for chunk in found.damaged)
+        if found.problem:
+            self._report(f"pack {found.pack} is damaged ({found.problem})")
+        elif found.damaged:
+            self._report(f"pack {found.pack} has {len(found.damaged)} damaged blobs")
 
-    def _check_files(self, manifest_ids: list[bytes]) -> int:
+    def _check_files(self, manifest_ids: list[bytes]) -> int | None:
+        """How many files cannot be restored whole; None if the file list cannot be read."""
         if not all(chunk in self.good for chunk in manifest_ids):
             self._report("the snapshot's file list (manifest) is damaged; no file can be named")
-            return 0
+            return None
         damaged = 0
-        for entry in read_manifest(manifest_ids, self.repo.read_chunk):
-            if entry.chunks and not all(chunk in self.good for chunk in entry.chunks):
-                damaged += 1
-                say(f"damaged: {os.fsdecode(entry.path)}")
+        try:
+            for entry in read_manifest(
+                manifest_ids, lambda chunk: self.repo.read_chunk(chunk, self.cold)
+            ):
+                if entry.chunks and not all(chunk in self.good for chunk in entry.chunks):
+                    damaged += 1
+                    say(f"damaged: {os.fsdecode(entry.path)}")
+        except RepositoryDamaged as exc:
+            self._report(f"the snapshot's file list cannot be read ({exc})")
+            return None
         return damaged

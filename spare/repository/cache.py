@@ -21,11 +21,14 @@ from spare.repository.packs import PackInfo
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS packs(
-    name TEXT PRIMARY KEY, transforms TEXT NOT NULL, size INTEGER NOT NULL, indexed_in TEXT);
+    name TEXT PRIMARY KEY, transforms TEXT NOT NULL, size INTEGER NOT NULL, indexed_in TEXT,
+    known INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks(
-    id BLOB PRIMARY KEY, pack TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
-    size INTEGER NOT NULL) WITHOUT ROWID;
+    id BLOB NOT NULL, pack TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
+    size INTEGER NOT NULL, PRIMARY KEY(id, pack)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks(pack);
+CREATE TABLE IF NOT EXISTS damaged(id BLOB NOT NULL, pack TEXT NOT NULL, PRIMARY KEY(id, pack))
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS index_objects(name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS files(
     path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER,
@@ -35,7 +38,16 @@ CREATE TABLE IF NOT EXISTS files_next(
     chunks BLOB) WITHOUT ROWID;
 """
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+
+#: A chunk may be stored in several packs (the manifest's two copies, a chunk stored anew because
+#: its first copy is damaged, an interrupted run's pack). Its copies are used in this order:
+#: those not known to be damaged first, then those this cache learned of first. A pack found in the
+#: bucket later (a replayed one) is never preferred to one known before.
+_PREFERENCE = "(d.id IS NOT NULL), p.known"
+
+#: Files forgotten one by one when chunks are found damaged; beyond this many, all of them.
+_FORGET_ONE_BY_ONE = 64
 
 
 @dataclass(frozen=True)
@@ -65,7 +77,7 @@ class Cache:
                 "DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS packs;"
                 "DROP TABLE IF EXISTS chunks;"
                 "DROP TABLE IF EXISTS index_objects; DROP TABLE IF EXISTS files;"
-                "DROP TABLE IF EXISTS files_next;"
+                "DROP TABLE IF EXISTS files_next; DROP TABLE IF EXISTS damaged;"
             )
         self.db.executescript(SCHEMA)
         self.set_meta("schema", SCHEMA_VERSION)
@@ -93,21 +105,34 @@ class Cache:
 
     # -- chunks and packs -------------------------------------------------------------------
     def has_chunk(self, chunk_id: bytes) -> bool:
-        row = self.db.execute("SELECT 1 FROM chunks WHERE id=?", (chunk_id,)).fetchone()
-        return row is not None
+        """Whether a copy of the chunk is stored that is not known to be damaged."""
+        return self.good_copies(chunk_id, 1) > 0
 
-    def locate(self, chunk_id: bytes) -> ChunkLocation | None:
+    def good_copies(self, chunk_id: bytes, enough: int = 2) -> int:
+        """How many copies of the chunk not known to be damaged are stored, up to ``enough``."""
         row = self.db.execute(
-            "SELECT c.pack, p.transforms, c.offset, c.length, c.size FROM chunks c "
-            "JOIN packs p ON p.name = c.pack WHERE c.id=?",
-            (chunk_id,),
+            "SELECT COUNT(*) FROM (SELECT 1 FROM chunks c WHERE c.id=? AND NOT EXISTS "
+            "(SELECT 1 FROM damaged d WHERE d.id=c.id AND d.pack=c.pack) LIMIT ?)",
+            (chunk_id, enough),
         ).fetchone()
-        if row is None:
-            return None
-        return ChunkLocation(row[0], tuple(row[1].split(",")), row[2], row[3], row[4])
+        return int(row[0])
+
+    def locations(self, chunk_id: bytes) -> list[ChunkLocation]:
+        """Every stored copy of the chunk, in the order they are to be used."""
+        return [
+            ChunkLocation(pack, tuple(transforms.split(",")), offset, length, size)
+            for pack, transforms, offset, length, size in self.db.execute(
+                "SELECT c.pack, p.transforms, c.offset, c.length, c.size FROM chunks c "
+                "JOIN packs p ON p.name = c.pack "
+                "LEFT JOIN damaged d ON d.id = c.id AND d.pack = c.pack "
+                f"WHERE c.id=? ORDER BY {_PREFERENCE}",
+                (chunk_id,),
+            )
+        ]
 
     def locate_wanted(self, plan: RestorePlan) -> list[bytes]:
-        """Locate every chunk ``plan`` wants in one join, and where it goes in its file.
+        """Locate every chunk ``plan`` wants in one join (its first copy in the order of
+        :meth:`locations`), and where it goes in its file.
 
         Returns the files with a chunk that no pack holds: they are damaged, and get their
         chunks up to that one.
@@ -115,19 +140,29 @@ class Cache:
         db = plan.db
         db.execute("ATTACH DATABASE ? AS cache", (str(self.path),))
         db.executescript(
-            """
+            f"""
             CREATE TEMP TABLE missing AS
                 SELECT w.path, MIN(w.idx) AS idx FROM wanted w
-                LEFT JOIN cache.chunks c ON c.id = w.id WHERE c.id IS NULL GROUP BY w.path;
+                WHERE NOT EXISTS (SELECT 1 FROM cache.chunks c WHERE c.id = w.id)
+                GROUP BY w.path;
+            CREATE TEMP TABLE first_copy AS
+                SELECT * FROM (
+                    SELECT w.path, w.idx, w.id, c.pack, c.offset, c.length, c.size,
+                           ROW_NUMBER() OVER (
+                               PARTITION BY w.path, w.idx ORDER BY {_PREFERENCE}) AS copy
+                    FROM wanted w JOIN cache.chunks c ON c.id = w.id
+                    JOIN cache.packs p ON p.name = c.pack
+                    LEFT JOIN cache.damaged d ON d.id = c.id AND d.pack = c.pack)
+                WHERE copy = 1;
             INSERT INTO places
-                SELECT c.pack, c.offset, c.length, c.size, w.id, w.path,
-                       SUM(c.size) OVER (PARTITION BY w.path ORDER BY w.idx) - c.size
-                FROM wanted w JOIN cache.chunks c ON c.id = w.id
-                LEFT JOIN missing m ON m.path = w.path
-                WHERE m.idx IS NULL OR w.idx < m.idx;
+                SELECT f.pack, f.offset, f.length, f.size, f.id, f.path,
+                       SUM(f.size) OVER (PARTITION BY f.path ORDER BY f.idx) - f.size
+                FROM first_copy f LEFT JOIN missing m ON m.path = f.path
+                WHERE m.idx IS NULL OR f.idx < m.idx;
             INSERT INTO pack_transforms
                 SELECT p.name, p.transforms FROM cache.packs p
                 WHERE p.name IN (SELECT DISTINCT pack FROM places);
+            DROP TABLE first_copy;
             """
         )
         damaged = [row[0] for row in db.execute("SELECT path FROM missing")]
@@ -136,31 +171,33 @@ class Cache:
         db.execute("CREATE INDEX places_by_pack ON places(pack, offset)")
         return damaged
 
-    def add_pack(self, pack: PackInfo, indexed_in: str | None, *, relocate: bool = True) -> None:
-        """Know ``pack`` and where its chunks are.
-
-        A chunk the cache already locates elsewhere moves to this pack only with ``relocate``:
-        for the packs this run wrote itself. A pack found in the bucket (an index object, an
-        adopted trailer) never takes a chunk away from a known pack, so that the prune cannot
-        be led to delete the pack that holds it.
-        """
+    def add_pack(self, pack: PackInfo, indexed_in: str | None) -> None:
+        """Know ``pack`` and where its chunks are: copies of chunks known elsewhere come after
+        those (see :meth:`locations`), so that a pack found in the bucket later never takes a
+        chunk away from a known pack, and the prune cannot be led to delete that one."""
         self.db.execute(
-            "INSERT OR REPLACE INTO packs(name, transforms, size, indexed_in) VALUES(?,?,?,?)",
+            "INSERT INTO packs(name, transforms, size, indexed_in, known) "
+            "VALUES(?, ?, ?, ?, (SELECT COALESCE(MAX(known), 0) + 1 FROM packs)) "
+            "ON CONFLICT(name) DO UPDATE SET transforms=excluded.transforms, "
+            "size=excluded.size, indexed_in=excluded.indexed_in",
             (pack.name, ",".join(pack.transforms), pack.size, indexed_in),
         )
-        verb = "INSERT OR REPLACE" if relocate else "INSERT OR IGNORE"
         self.db.executemany(
-            f"{verb} INTO chunks(id, pack, offset, length, size) VALUES(?,?,?,?,?)",
+            "INSERT OR REPLACE INTO chunks(id, pack, offset, length, size) VALUES(?,?,?,?,?)",
             ((b.chunk_id, pack.name, b.offset, b.length, b.size) for b in pack.blobs),
         )
 
     def remove_packs(self, names: Iterable[str]) -> None:
         for name in names:
             self.db.execute("DELETE FROM chunks WHERE pack=?", (name,))
+            self.db.execute("DELETE FROM damaged WHERE pack=?", (name,))
             self.db.execute("DELETE FROM packs WHERE name=?", (name,))
 
     def pack_names(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT name FROM packs")}
+
+    def pack_sizes(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT name, size FROM packs"))
 
     def unindexed_packs(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT name FROM packs WHERE indexed_in IS NULL")]
@@ -180,10 +217,41 @@ class Cache:
             r[0] for r in self.db.execute("SELECT name FROM packs WHERE indexed_in=?", (index,))
         ]
 
+    def pack_indexed_in(self, name: str) -> str | None:
+        row = self.db.execute("SELECT indexed_in FROM packs WHERE name=?", (name,)).fetchone()
+        return row[0] if row else None
+
     def set_indexed(self, packs: Iterable[str], index: str | None) -> None:
         self.db.executemany(
             "UPDATE packs SET indexed_in=? WHERE name=?", ((index, name) for name in packs)
         )
+
+    # -- damage found (by verify, restore, create's check, the prune) -------------------------
+    def mark_damaged(self, found: Iterable[tuple[bytes, str]]) -> int:
+        """Remember that the copies ``(chunk id, pack)`` are damaged; returns how many are new.
+
+        Those copies are used last from now on; a chunk left without a good copy is stored anew
+        by the next create, which reads again every file that uses it, and the prune then
+        repacks or deletes the damaged pack. Marks survive a rebuild of the index tables.
+        """
+        new = [
+            (chunk_id, pack)
+            for chunk_id, pack in found
+            if self.db.execute(
+                "INSERT OR IGNORE INTO damaged(id, pack) VALUES(?, ?)", (chunk_id, pack)
+            ).rowcount
+        ]
+        if len(new) > _FORGET_ONE_BY_ONE:
+            self.forget_files()
+        else:
+            for chunk_id, _ in new:
+                # instr() finds the id anywhere in the file's chunk list; a match that straddles
+                # two ids would only make create read one more file.
+                self.db.execute("DELETE FROM files WHERE instr(chunks, ?) > 0", (chunk_id,))
+        return len(new)
+
+    def damaged_packs(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT DISTINCT pack FROM damaged")}
 
     # -- index objects ----------------------------------------------------------------------
     def index_names(self) -> set[str]:
@@ -206,34 +274,77 @@ class Cache:
         )
 
     def clear_index(self) -> None:
+        """Forget every pack and index object (damage marks stay: they name copies, wherever
+        they are listed)."""
         self.db.executescript("DELETE FROM chunks; DELETE FROM packs; DELETE FROM index_objects;")
 
     # -- live chunks (what the new snapshot references) --------------------------------------
     def start_live(self) -> None:
-        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS live(id BLOB PRIMARY KEY) WITHOUT ROWID")
+        self.db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS live(id BLOB PRIMARY KEY, copies INTEGER NOT NULL) "
+            "WITHOUT ROWID"
+        )
         self.db.execute("DELETE FROM live")
 
-    def add_live(self, chunk_ids: Iterable[bytes]) -> None:
-        self.db.executemany("INSERT OR IGNORE INTO live(id) VALUES(?)", ((c,) for c in chunk_ids))
+    def add_live(self, chunk_ids: Iterable[bytes], copies: int = 1) -> None:
+        """The new snapshot needs ``chunk_ids``, each in ``copies`` packs."""
+        self.db.executemany(
+            "INSERT INTO live(id, copies) VALUES(?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET copies=MAX(copies, excluded.copies)",
+            ((c, copies) for c in chunk_ids),
+        )
+
+    def hold_live(self) -> None:
+        """Choose the copies that the prune keeps: of each live chunk, as many as it needs, in
+        the order of :meth:`locations`. Called again after marking damage or dropping packs."""
+        self.db.executescript(
+            f"""
+            DROP TABLE IF EXISTS temp.held;
+            CREATE TEMP TABLE held AS SELECT id, pack, offset, length, size FROM (
+                SELECT c.id, c.pack, c.offset, c.length, c.size, l.copies,
+                       ROW_NUMBER() OVER (PARTITION BY c.id ORDER BY {_PREFERENCE}) AS copy
+                FROM live l JOIN chunks c ON c.id = l.id JOIN packs p ON p.name = c.pack
+                LEFT JOIN damaged d ON d.id = c.id AND d.pack = c.pack)
+            WHERE copy <= copies;
+            CREATE INDEX temp.held_by_pack ON held(pack, offset);
+            """
+        )
 
     def pack_usage(self) -> Iterator[tuple[str, int, int]]:
-        """(pack, live bytes, all bytes) for every cached pack."""
+        """(pack, bytes of the copies it holds for the snapshot, all bytes) for every pack,
+        after :meth:`hold_live`."""
         return iter(
             self.db.execute(
-                "SELECT c.pack, SUM(CASE WHEN l.id IS NULL THEN 0 ELSE c.length END), "
-                "SUM(c.length) FROM chunks c LEFT JOIN live l ON l.id = c.id GROUP BY c.pack"
+                "SELECT p.name, "
+                "(SELECT COALESCE(SUM(h.length), 0) FROM held h WHERE h.pack = p.name), "
+                "(SELECT COALESCE(SUM(c.length), 0) FROM chunks c WHERE c.pack = p.name) "
+                "FROM packs p"
             ).fetchall()
         )
 
     def live_blobs(self, pack: str) -> list[BlobRecord]:
+        """The copies ``pack`` holds for the snapshot, after :meth:`hold_live`."""
         return [
             BlobRecord(*r)
             for r in self.db.execute(
-                "SELECT c.id, c.offset, c.length, c.size FROM chunks c JOIN live l ON l.id = c.id "
-                "WHERE c.pack=? ORDER BY c.offset",
-                (pack,),
+                "SELECT id, offset, length, size FROM held WHERE pack=? ORDER BY offset", (pack,)
             )
         ]
+
+    def copies_elsewhere(self, packs: Iterable[str]) -> dict[str, list[BlobRecord]]:
+        """For the live chunks that ``packs`` hold copies of but the prune keeps elsewhere:
+        the kept copies, by pack. Those are read before ``packs`` are deleted."""
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS doomed(pack TEXT PRIMARY KEY)")
+        self.db.execute("DELETE FROM doomed")
+        self.db.executemany("INSERT OR IGNORE INTO doomed VALUES(?)", ((p,) for p in packs))
+        found: dict[str, list[BlobRecord]] = {}
+        for pack, *record in self.db.execute(
+            "SELECT DISTINCT h.pack, h.id, h.offset, h.length, h.size FROM chunks c "
+            "JOIN doomed x ON x.pack = c.pack JOIN held h ON h.id = c.id "
+            "WHERE h.pack NOT IN (SELECT pack FROM doomed) ORDER BY h.pack, h.offset"
+        ):
+            found.setdefault(pack, []).append(BlobRecord(*record))
+        return found
 
     # -- files seen by the last snapshot ------------------------------------------------------
     def start_files(self) -> None:

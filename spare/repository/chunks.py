@@ -49,11 +49,15 @@ class ChunkStore:
         self.repo.cache.add_pack(pack.info, indexed_in=None)
         self.uploader.submit(pack)
 
-    def store(self, data: bytes | memoryview) -> bytes:
-        """The id of ``data``, stored if it was not yet."""
+    def store(self, data: bytes | memoryview, copies: int = 1) -> bytes:
+        """The id of ``data``, stored if fewer than ``copies`` good copies of it are.
+
+        A chunk found damaged counts as not stored: it is stored anew. Two copies of a chunk
+        never share a pack: the caller flushes the pack between them.
+        """
         chunk_id = self.repo.keys.chunk_id(data)
         self.stats.chunks += 1
-        if chunk_id in self.packs or self.repo.cache.has_chunk(chunk_id):
+        if chunk_id in self.packs or self.repo.cache.good_copies(chunk_id, copies) >= copies:
             return chunk_id
         blob = self.repo.chain.encode(data, blob_context(chunk_id))
         self.packs.add(chunk_id, blob, len(data))
@@ -62,7 +66,9 @@ class ChunkStore:
         self.stats.stored_bytes += len(blob)
         return chunk_id
 
-    def store_stream(self, stream: Any, size: int | None = None) -> tuple[list[bytes], int]:
+    def store_stream(
+        self, stream: Any, size: int | None = None, copies: int = 1
+    ) -> tuple[list[bytes], int]:
         """Cut a readable binary stream into content-defined chunks and store each.
 
         Returns the chunk ids and the number of bytes read. A stream known to hold at most one
@@ -72,11 +78,12 @@ class ChunkStore:
         if size is not None and size <= self.cdc.max_size:
             data = stream.read(size + 1)  # one byte more tells whether it grew meanwhile
             if len(data) <= size:
-                return [self.store(chunk.data) for chunk in self.cdc.cut_buf(data)], len(data)
+                chunks = self.cdc.cut_buf(data)
+                return [self.store(chunk.data, copies) for chunk in chunks], len(data)
             stream.seek(0)
         ids, length = [], 0
         for chunk in self.cdc.cut_stream(stream):
-            ids.append(self.store(chunk.data))
+            ids.append(self.store(chunk.data, copies))
             length += chunk.length
         return ids, length
 

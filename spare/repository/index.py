@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from spare.errors import RepositoryDamaged
 from spare.repository import objects
+from spare.repository.cache import Cache
 from spare.repository.objects import BLOB_RECORD, BlobRecord
 from spare.repository.packs import PackInfo, parse_trailer, trailer_size
 from spare.repository.repo import Repository
@@ -26,13 +28,29 @@ _PACK_HEADER = struct.Struct(">32sQB")
 _COUNT = struct.Struct(">I")
 
 
-def sync_index(repo: Repository) -> list[str]:
-    """Bring the local cache in line with the bucket's index objects and packs.
+@dataclass
+class IndexSync:
+    """What :func:`sync_index` found wrong in the bucket."""
 
-    Returns the packs that no index names and that could not be adopted (damaged, or not this
-    repository's): the prune deletes them.
+    #: Packs that no readable index names and whose trailer cannot be read (damaged, or not this
+    #: repository's): the prune deletes them.
+    unreadable: list[str] = field(default_factory=list)
+    #: Index objects that cannot be read; their packs were read from the packs' trailers.
+    damaged_indexes: list[str] = field(default_factory=list)
+    #: Packs the index names that are gone, or whose size is not the indexed one: their chunks
+    #: are stored anew by the next create.
+    lost: list[str] = field(default_factory=list)
+
+
+def sync_index(repo: Repository, cache: Cache | None = None) -> IndexSync:
+    """Bring ``cache`` (the local cache by default) in line with the bucket's index and packs.
+
+    What a damaged index object names is read from the packs' trailers instead. Packs that are
+    gone or changed size are forgotten, and so are the index objects that name them, so that
+    the next create writes an index that names only packs that are there.
     """
-    cache = repo.cache
+    cache = cache or repo.cache
+    found = IndexSync()
     in_bucket = {
         name: info.size
         for info in repo.storage.list(objects.INDEX)
@@ -48,35 +66,45 @@ def sync_index(repo: Repository) -> list[str]:
         log.info("rebuilding the local cache from %d index objects", len(in_bucket))
         cache.clear_index()
         cache.forget_files()
-        for name in in_bucket:
-            _load_index(repo, name)
-    cached = cache.pack_names()
-    lost = cached - set(packs)
-    if lost:
+        for name in sorted(in_bucket):
+            try:
+                _load_index(repo, cache, name)
+            except RepositoryDamaged as exc:
+                log.info("index object %s cannot be read: %s", name, exc)
+                found.damaged_indexes.append(name)
+    known = cache.pack_sizes()
+    found.lost = sorted(name for name, size in known.items() if packs.get(name) != size)
+    if found.lost:
         # The files cache may name chunks that were in them: every file is read again, so that
         # create stores those chunks anew instead of pointing at nothing.
-        log.info("%d packs are missing from the bucket; reading every file again", len(lost))
-        cache.remove_packs(lost)
+        log.info("%d packs are missing or changed in the bucket", len(found.lost))
+        for index in {cache.pack_indexed_in(name) for name in found.lost} - {None}:
+            assert index is not None
+            cache.remove_index(index)
+        cache.remove_packs(found.lost)
         cache.forget_files()
-    unreadable = [
-        name for name in sorted(set(packs) - cached) if not _adopt_pack(repo, name, packs[name])
+    found.unreadable = [
+        name
+        for name in sorted(set(packs) - set(known))
+        if not _adopt_pack(repo, cache, name, packs[name])
     ]
     cache.commit()
-    return unreadable
+    return found
 
 
-def _load_index(repo: Repository, name: str) -> None:
+def _load_index(repo: Repository, cache: Cache, name: str) -> None:
     data = objects.read_whole(repo.storage, objects.index_key(name), "index object")
     if objects.content_name(data) != name:
         raise RepositoryDamaged(f"index object {name} does not match its checksum")
     body = repo.decode_object(data, objects.KIND_INDEX, b"index")
-    for pack in decode_index(body):
-        repo.cache.add_pack(pack, indexed_in=name, relocate=False)
-    repo.cache.add_index(name)
+    for pack in list(decode_index(body)):  # all of it decodes, or none of it is used
+        cache.add_pack(pack, indexed_in=name)
+    cache.add_index(name)
 
 
-def _adopt_pack(repo: Repository, name: str, size: int) -> bool:
-    """A pack no index knows (an interrupted run's): read its trailer so it can be reused.
+def _adopt_pack(repo: Repository, cache: Cache, name: str, size: int) -> bool:
+    """A pack no readable index names (an interrupted run's, or one of a damaged index object):
+    read its trailer so it can be used.
 
     False if it cannot be read: damaged, or not written by this repository.
     """
@@ -92,9 +120,7 @@ def _adopt_pack(repo: Repository, name: str, size: int) -> bool:
     except RepositoryDamaged as exc:
         log.info("cannot adopt pack %s: %s", name, exc)
         return False
-    repo.cache.add_pack(
-        PackInfo(name, tuple(names), size, tuple(blobs)), indexed_in=None, relocate=False
-    )
+    cache.add_pack(PackInfo(name, tuple(names), size, tuple(blobs)), indexed_in=None)
     return True
 
 

@@ -5,8 +5,10 @@ object and the transforms applied to its blobs, so reading never depends on toda
 
     b"SPARE" | version (u8) | kind (u8) | count (u8) | count x (length (u8) | ascii name)
 
-Object keys carry no user data: ``config``, ``lock``, ``packs/<2 hex>/<sha256 of the pack>``,
-``index/<sha256 of the object>`` and ``snapshots/<random hex>``.
+Object keys carry no user data: ``config``, ``lock``, ``packs/<2 hex>/<random hex>``,
+``index/<sha256 of the object>`` and ``snapshots/<random hex>``. The config and each snapshot root
+are stored twice (``config.copy``, ``snapshots/<name>.copy``): losing any one object never costs
+the key or the snapshot.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from spare.errors import RepositoryDamaged
 from spare.storage import Storage
 
 MAGIC = b"SPARE"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 KIND_PACK = 1
 KIND_INDEX = 2
@@ -29,13 +31,16 @@ KIND_SNAPSHOT = 3
 KIND_LOCK = 4
 
 CONFIG_KEY = "config"
+CONFIG_COPY_KEY = "config.copy"
+CONFIG_KEYS = (CONFIG_KEY, CONFIG_COPY_KEY)
+COPY = ".copy"
 PACKS = "packs/"
 INDEX = "index/"
 SNAPSHOTS = "snapshots/"
 
 _PACK_KEY = re.compile(r"^packs/([0-9a-f]{2})/([0-9a-f]{64})$")
 _INDEX_KEY = re.compile(r"^index/([0-9a-f]{64})$")
-_SNAPSHOT_KEY = re.compile(r"^snapshots/([0-9a-f]{32})$")
+_SNAPSHOT_KEY = re.compile(r"^snapshots/([0-9a-f]{32})(?:\.copy)?$")
 
 #: The most bytes spare reads of an object of each kind it reads whole: a hostile bucket cannot
 #: make it hold more (a snapshot root lists a few thousand manifest chunks at most).
@@ -70,8 +75,13 @@ def index_key(name: str) -> str:
     return f"{INDEX}{name}"
 
 
-def snapshot_key(name: str) -> str:
-    return f"{SNAPSHOTS}{name}"
+def snapshot_key(name: str, *, copy: bool = False) -> str:
+    return f"{SNAPSHOTS}{name}{COPY if copy else ''}"
+
+
+def snapshot_keys(name: str) -> tuple[str, str]:
+    """Both objects that hold the snapshot root ``name``."""
+    return snapshot_key(name), snapshot_key(name, copy=True)
 
 
 def pack_name(key: str) -> str | None:
@@ -85,6 +95,7 @@ def index_name(key: str) -> str | None:
 
 
 def snapshot_name(key: str) -> str | None:
+    """The snapshot whose root (or the root's copy) ``key`` holds."""
     match = _SNAPSHOT_KEY.match(key)
     return match.group(1) if match else None
 

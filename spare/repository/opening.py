@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from spare.errors import (
     ObjectExists,
     ObjectNotFound,
     RepositoryDamaged,
+    SpareError,
     WrongPassword,
 )
 from spare.keys import KdfParams, KeyRing, unwrap_master_key, wrap_master_key
@@ -33,6 +35,8 @@ from spare.repository import objects
 from spare.repository.repo import Repository
 from spare.repository.snapshots import now
 from spare.storage import Storage
+
+log = logging.getLogger("spare")
 
 CONFIG_FORMAT = "spare-repository"
 
@@ -102,29 +106,68 @@ def open_repository(
         with contextlib.suppress(WrongPassword, RepositoryDamaged):
             early = _unlock(remembered, password)
     storage = connect()
-    config = _read_config(storage)
-    replaced = (
-        config is not None and remembered is not None and config.get("id") != remembered.get("id")
-    )
+    candidates = _read_configs(storage, remembered)
+    if not candidates:
+        if not create:
+            raise NoSnapshot("there is no backup in this bucket (it is empty or missing)")
+        config, made = _initialise(storage, password)
+        keys = made or _unlock(config, password)
+    else:
+        config, keys = _choose(candidates, password, remembered, early)
+    replaced = remembered is not None and config.get("id") != remembered.get("id")
     if replaced and not force:
-        assert config is not None and remembered is not None
+        assert remembered is not None
         raise IdentityMismatch(
             f"the bucket holds repository {str(config.get('id'))[:32]!r}, not "
             f"{str(remembered.get('id'))[:32]!r} "
             "that this host used there: its config was replaced; if the bucket was replaced on "
             "purpose, use --force"
         )
-    if config is None:
-        if not create:
-            raise NoSnapshot("there is no backup in this bucket (it is empty or missing)")
-        config, keys = _initialise(storage, password)
-    else:
-        keys = early if early is not None and config == remembered else None
-    if keys is None:
-        keys = _unlock(config, password)
     if config != remembered:
         KnownConfigs(cache_root).put(location, config)
     return Repository(storage, config, keys, plugins, cache_root, compression)
+
+
+def _choose(
+    candidates: list[dict[str, Any]],
+    password: str,
+    remembered: dict[str, Any] | None,
+    early: KeyRing | None,
+) -> tuple[dict[str, Any], KeyRing]:
+    """The first config (of the bucket's two copies, or the one this host remembers when both
+    are gone) that the password opens, with its key ring; raises the first one's error if none
+    does (a damaged copy is passed over, a changed one never obeyed)."""
+    first_error: SpareError | None = None
+    for config in candidates:
+        if early is not None and config == remembered:
+            return config, early
+        try:
+            _check_version(config)
+            return config, _unlock(config, password)
+        except (WrongPassword, RepositoryDamaged) as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    raise first_error
+
+
+def repair_config(repo: Repository) -> list[str]:
+    """Store the config again where a copy of it is missing or differs; returns the keys
+    written. Only while holding the bucket lock."""
+    canonical = _encode(repo.config)
+    written = []
+    for key in objects.CONFIG_KEYS:
+        try:
+            if objects.read_whole(repo.storage, key, "config") == canonical:
+                continue
+        except (ObjectNotFound, RepositoryDamaged):
+            pass
+        repo.storage.put(key, canonical)
+        written.append(key)
+    return written
+
+
+def _encode(config: dict[str, Any]) -> bytes:
+    return json.dumps(config, indent=2).encode()
 
 
 def _unlock(config: dict[str, Any], password: str) -> KeyRing:
@@ -166,29 +209,78 @@ def _check_config(config: dict[str, Any]) -> KdfParams:
     return KdfParams.from_json(config.get("kdf"))
 
 
-def _read_config(storage: Storage, *, again: bool = True) -> dict[str, Any] | None:
-    try:
-        raw = objects.read_whole(storage, objects.CONFIG_KEY, "config")
-    except ObjectNotFound:
-        found = next(iter(storage.list()), None)
-        if found is not None and again:
-            # Another spare may have made the bucket a repository since the read: look again.
-            return _read_config(storage, again=False)
-        if found is not None:
+def _read_configs(
+    storage: Storage, remembered: dict[str, Any] | None, *, again: bool = True
+) -> list[dict[str, Any]]:
+    """The distinct spare configs that the bucket holds (``config``, then ``config.copy``),
+    the one this host remembers first; or, when both copies are gone from a bucket that holds
+    a backup, the one this host remembers. Empty for an empty bucket."""
+    raws = []
+    for key in objects.CONFIG_KEYS:
+        with contextlib.suppress(ObjectNotFound):
+            raws.append(objects.read_whole(storage, key, "config"))
+    configs: list[dict[str, Any]] = []
+    for raw in raws:
+        config = _parse(raw)
+        if config is not None and config not in configs:
+            configs.append(config)
+    configs.sort(key=lambda config: config != remembered)
+    if configs:
+        return configs
+    found = next(iter(storage.list()), None)
+    if found is None:
+        return []
+    if not raws and again:
+        # Another spare may have made the bucket a repository since the read: look again.
+        return _read_configs(storage, remembered, again=False)
+    spares = [info.key for info in storage.list() if _is_spares(info.key)]
+    if not spares:
+        if raws:
             raise ForeignBucket(
-                f"the bucket holds objects (e.g. {found.key!r}) but is not a spare backup; "
-                "spare only writes to buckets it owns: use an empty one (nothing was changed)"
-            ) from None
-        return None
+                "the bucket's 'config' object is not spare's; spare only writes to buckets it "
+                "owns: use an empty bucket (nothing was changed)"
+            )
+        raise ForeignBucket(
+            f"the bucket holds objects (e.g. {found.key!r}) but is not a spare backup; "
+            "spare only writes to buckets it owns: use an empty one (nothing was changed)"
+        )
+    if remembered is not None:
+        log.warning(
+            "the bucket's config is %s; using the copy this host remembers (the next create "
+            "stores it again)",
+            "damaged" if raws else "gone",
+        )
+        return [remembered]
+    raise RepositoryDamaged(
+        f"the bucket holds {len(spares)} objects of a spare backup, but its config (which holds "
+        f"the key) is {'damaged' if raws else 'gone'}: copy it back from a host that backed up "
+        "here (the file in SPARE_CACHE_DIR/buckets/ that names this repository, stored as "
+        "'config'), or use 'create --force' to start a new backup here, deleting the old one"
+    )
+
+
+def _is_spares(key: str) -> bool:
+    """Whether ``key`` is named as spare names objects."""
+    return bool(
+        objects.pack_name(key)
+        or objects.index_name(key)
+        or objects.snapshot_name(key)
+        or key in objects.CONFIG_KEYS
+    )
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    """The config ``raw`` holds, None if it is not a spare config (or is damaged)."""
     try:
         config = json.loads(raw)
-        if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
-            raise ValueError("no spare marker")
     except (ValueError, RecursionError):
-        raise ForeignBucket(
-            "the bucket's 'config' object is not spare's; spare only writes to buckets it "
-            "owns: use an empty bucket (nothing was changed)"
-        ) from None
+        return None
+    if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
+        return None
+    return config
+
+
+def _check_version(config: dict[str, Any]) -> None:
     version = config.get("version")
     if version != objects.FORMAT_VERSION:
         advice = (
@@ -200,7 +292,6 @@ def _read_config(storage: Storage, *, again: bool = True) -> dict[str, Any] | No
             f"the bucket holds a spare repository of format version {str(version)[:20]}; this "
             f"spare reads version {objects.FORMAT_VERSION} only: {advice}"
         )
-    return config
 
 
 def _initialise(storage: Storage, password: str) -> tuple[dict[str, Any], KeyRing | None]:
@@ -218,9 +309,10 @@ def _initialise(storage: Storage, password: str) -> tuple[dict[str, Any], KeyRin
     }
     config["master_key"] = wrap_master_key(keys.master, kdf.derive(password), _bound(config)).hex()
     try:
-        storage.create(objects.CONFIG_KEY, json.dumps(config, indent=2).encode())
+        storage.create(objects.CONFIG_KEY, _encode(config))
     except ObjectExists:  # another spare initialised it first: use theirs
-        found = _read_config(storage)
-        assert found is not None
-        return found, None
+        found = _read_configs(storage, None)
+        assert found
+        return found[0], None
+    storage.put(objects.CONFIG_COPY_KEY, _encode(config))
     return config, keys

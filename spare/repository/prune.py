@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from spare.errors import RepositoryDamaged
 from spare.repository import objects
 from spare.repository.chunks import PACK_SIZE, ChunkStore
 from spare.repository.index import INDEX_BLOBS, write_index
@@ -36,19 +37,21 @@ class PruneStats:
 
 
 def prune(repo: Repository, keep_snapshot: Snapshot, pack_size: int = PACK_SIZE) -> PruneStats:
-    """Delete everything ``keep_snapshot`` does not need; its chunks must be in the live table."""
+    """Delete everything ``keep_snapshot`` does not need; its chunks must be in the live table.
+
+    Raises :class:`RepositoryDamaged` when an object that the snapshot needs is not in the
+    bucket's listing: a run never ends as if all were well when it is not.
+    """
     cache = repo.cache
     cache.begin()
-    dead: set[str] = set()
-    sparse: list[str] = []
-    usage = list(cache.pack_usage())
-    for pack, live, total in usage:
-        if not live:
-            dead.add(pack)
-        elif live < total * REPACK_BELOW:
-            sparse.append(pack)
-    # A pack whose every chunk is found in another pack holds nothing of its own.
-    dead |= cache.pack_names() - {pack for pack, _, _ in usage}
+    cache.hold_live()
+    dead = _dead_packs(repo)
+    damaged = cache.damaged_packs()
+    sparse = [
+        pack
+        for pack, live, total in cache.pack_usage()
+        if pack not in dead and (pack in damaged or live < total * REPACK_BELOW)
+    ]
     repacked = _repack(repo, sparse, pack_size)
     dead |= set(repacked)
 
@@ -67,22 +70,78 @@ def prune(repo: Repository, keep_snapshot: Snapshot, pack_size: int = PACK_SIZE)
     write_index(repo, sorted(set(movers) | set(cache.unindexed_packs())))
     cache.commit()
 
-    keep = {objects.CONFIG_KEY, objects.snapshot_key(keep_snapshot.name)}
+    keep = set(objects.CONFIG_KEYS) | set(objects.snapshot_keys(keep_snapshot.name))
     keep |= set(bucket_lock(repo).keys)
-    keep |= {objects.pack_key(pack) for pack in cache.pack_names()}
+    packs = {objects.pack_key(pack): size for pack, size in cache.pack_sizes().items()}
+    keep |= set(packs)
     keep |= {objects.index_key(name) for name in cache.index_names()}
-    doomed = [info.key for info in repo.storage.list() if info.key not in keep]
+    listed = {info.key: info.size for info in repo.storage.list()}
+    _check_stored(repo, keep_snapshot, packs, listed)
+    doomed = [key for key in listed if key not in keep]
     # Snapshots first: once the old root is gone nothing can point at what follows.
     doomed.sort(key=lambda key: (not key.startswith(objects.SNAPSHOTS), key))
     repo.storage.delete(doomed)
     return PruneStats(deleted_objects=len(doomed), repacked=len(repacked))
 
 
-def _repack(repo: Repository, packs: Iterable[str], pack_size: int) -> list[str]:
-    """Copy the live blobs of ``packs`` into new packs; returns the packs now emptied.
+def _dead_packs(repo: Repository) -> set[str]:
+    """The packs that hold no copy the snapshot keeps.
 
-    A pack with a damaged live blob is left alone: its blobs are not copied and it is not
-    deleted ('spare verify' names what it holds).
+    A pack may hold live chunks whose kept copies are elsewhere: those copies are read, and
+    checked, before the pack is given up; a kept copy that does not check is marked damaged
+    and the next copy is kept instead, until every chunk has copies that check (a replayed or
+    damaged pack never costs the good one).
+    """
+    cache = repo.cache
+    checked: set[tuple[bytes, str]] = set()
+    while True:
+        dead = {pack for pack, live, _ in cache.pack_usage() if not live}
+        bad = []
+        for pack, records in cache.copies_elsewhere(dead).items():
+            records = [r for r in records if (r.chunk_id, pack) not in checked]
+            transforms = cache.pack_info(pack).transforms
+            for blob in repo.load_blobs(pack, transforms, records):
+                checked.add((blob.record.chunk_id, pack))
+                if blob.plain is None:
+                    log.warning("pack %s is damaged (%s)", pack, blob.problem)
+                    bad.append((blob.record.chunk_id, pack))
+        if not bad:
+            return dead
+        cache.mark_damaged(bad)
+        cache.hold_live()
+
+
+def _check_stored(
+    repo: Repository, snapshot: Snapshot, packs: dict[str, int], listed: dict[str, int]
+) -> None:
+    """Raise unless the bucket lists every object the snapshot needs, at its size; what is
+    missing is forgotten, so that the next create stores it anew."""
+    missing = [key for key, size in packs.items() if listed.get(key) != size]
+    missing += [key for key in objects.snapshot_keys(snapshot.name) if key not in listed]
+    missing += [key for key in objects.CONFIG_KEYS if key not in listed]
+    if not missing:
+        return
+    lost = [name for key in missing if (name := objects.pack_name(key))]
+    if lost:
+        repo.cache.begin()
+        for index in {repo.cache.pack_indexed_in(name) for name in lost} - {None}:
+            assert index is not None
+            repo.cache.remove_index(index)
+        repo.cache.remove_packs(lost)
+        repo.cache.forget_files()
+        repo.cache.commit()
+    raise RepositoryDamaged(
+        f"{len(missing)} objects this run stored or needs are missing from the bucket (e.g. "
+        f"{missing[0]}): something else deleted them while spare ran; nothing was pruned, and "
+        "the next create stores them anew"
+    )
+
+
+def _repack(repo: Repository, packs: Iterable[str], pack_size: int) -> list[str]:
+    """Copy the kept blobs of ``packs`` into new packs; returns the packs now emptied.
+
+    A pack with a damaged kept blob is left alone, and the blob marked damaged: the next create
+    stores that chunk anew, and its prune repacks the rest.
     """
     done: list[str] = []
     store: ChunkStore | None = None
@@ -93,17 +152,16 @@ def _repack(repo: Repository, packs: Iterable[str], pack_size: int) -> list[str]
         copies: list[tuple[BlobRecord, bytes]] = []
         for blob in repo.load_blobs(pack, transforms, repo.cache.live_blobs(pack)):
             if blob.plain is None:
-                log.warning(
-                    "pack %s is damaged (%s); not repacking it (run 'spare verify')",
-                    pack,
-                    blob.problem,
-                )
+                log.warning("pack %s is damaged (%s); not repacking it", pack, blob.problem)
+                repo.cache.mark_damaged([(blob.record.chunk_id, pack)])
                 break
             copies.append((blob.record, blob.stored))  # the plaintext is dropped at once
         else:
             if store is None:
                 store = ChunkStore(repo, pack_size)
             for record, stored in copies:
+                if record.chunk_id in store.packs:
+                    store.packs.flush()  # the second copy of a chunk goes into another pack
                 store.store_raw(record.chunk_id, stored, record.size)
             done.append(pack)
     if store is not None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -64,6 +65,8 @@ class Repository:
         self.state_dir = cache_root / "buckets"
         self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._chains: dict[tuple[str, ...], TransformChain] = {}
+        self._damage: list[tuple[bytes, str]] = []
+        self._damage_lock = threading.Lock()
         names = [compression, ENCRYPTION] if compression and compression != "none" else [ENCRYPTION]
         self.chain = self.chain_for(names)
 
@@ -156,16 +159,38 @@ class Repository:
             raise RepositoryDamaged(f"chunk {chunk_id.hex()} does not match its id")
         return plain
 
-    def read_chunk(self, chunk_id: bytes) -> bytes:
-        """Fetch, decode and check one chunk, wherever the cache says it is."""
-        where = self.cache.locate(chunk_id)
-        if where is None:
+    def read_chunk(self, chunk_id: bytes, cache: Cache | None = None) -> bytes:
+        """Fetch, decode and check one chunk: its first copy that checks, in the order that
+        ``cache`` (the local cache by default) gives. Damaged copies are noted."""
+        problems = []
+        for where in (cache or self.cache).locations(chunk_id):
+            record = BlobRecord(chunk_id, where.offset, where.length, where.size)
+            (loaded,) = self.load_blobs(where.pack, where.transforms, [record])
+            if loaded.plain is not None:
+                return loaded.plain
+            self.note_damage([(chunk_id, where.pack)])
+            problems.append(f"{loaded.problem}")
+        if not problems:
             raise RepositoryDamaged(f"chunk {chunk_id.hex()} is in no pack of the bucket")
-        record = BlobRecord(chunk_id, where.offset, where.length, where.size)
-        (loaded,) = self.load_blobs(where.pack, where.transforms, [record])
-        if loaded.plain is None:
-            raise RepositoryDamaged(f"chunk {chunk_id.hex()}: {loaded.problem}")
-        return loaded.plain
+        raise RepositoryDamaged(f"chunk {chunk_id.hex()}: {'; '.join(problems)}")
+
+    # -- damage found while reading ------------------------------------------------------------
+    def note_damage(self, found: Iterable[tuple[bytes, str]]) -> None:
+        """Note damaged copies ``(chunk id, pack)``; any thread may call this."""
+        with self._damage_lock:
+            self._damage.extend(found)
+
+    def record_damage(self) -> int:
+        """Write the noted damage into the local cache (from the main thread), so that the next
+        create stores those chunks anew; returns how many copies were newly found damaged."""
+        with self._damage_lock:
+            found, self._damage = self._damage, []
+        if not found:
+            return 0
+        self.cache.begin()
+        new = self.cache.mark_damaged(found)
+        self.cache.commit()
+        return new
 
 
 def _ranges(

@@ -1,6 +1,8 @@
 """Snapshot roots: one encrypted object per snapshot, naming the chunks of its manifest.
 
 Storing a root is the commit point of ``create``; a bucket holds one, two while a create prunes.
+Each root is stored twice (``snapshots/<name>`` and ``snapshots/<name>.copy``), so that losing
+one object never loses the snapshot.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from spare.errors import RepositoryDamaged, RolledBack
+from spare.errors import ObjectNotFound, RepositoryDamaged, RolledBack
 from spare.repository import objects
 from spare.repository.repo import Repository
 
@@ -71,22 +73,34 @@ def now() -> str:
 
 
 def list_snapshots(repo: Repository) -> tuple[list[Snapshot], list[str]]:
-    """Every readable snapshot, oldest first, and the names of the unreadable ones."""
-    found, unreadable = [], []
+    """Every readable snapshot, oldest first, and the names of the unreadable ones (neither
+    the root nor its copy can be read)."""
+    keys: dict[str, list[str]] = {}
     for info in repo.storage.list(objects.SNAPSHOTS):
         name = objects.snapshot_name(info.key)
-        if name is None:
-            continue
-        try:
-            data = objects.read_whole(repo.storage, info.key, "snapshot")
-            raw = repo.decode_object(data, objects.KIND_SNAPSHOT, b"snapshot")
-            snapshot = Snapshot.from_json(raw)
-        except RepositoryDamaged:
+        if name is not None:
+            keys.setdefault(name, []).append(info.key)
+    found, unreadable = [], []
+    for name, stored in sorted(keys.items()):
+        snapshot = _read_root(repo, sorted(stored))
+        if snapshot is None:
             unreadable.append(name)
             continue
         snapshot.name = name
         found.append(snapshot)
     return sorted(found, key=lambda snapshot: snapshot.seq), unreadable
+
+
+def _read_root(repo: Repository, keys: list[str]) -> Snapshot | None:
+    """The root held by the first of ``keys`` that can be read."""
+    for key in keys:
+        try:
+            data = objects.read_whole(repo.storage, key, "snapshot")
+            raw = repo.decode_object(data, objects.KIND_SNAPSHOT, b"snapshot")
+            return Snapshot.from_json(raw)
+        except (RepositoryDamaged, ObjectNotFound):
+            continue
+    return None
 
 
 def latest_snapshot(repo: Repository) -> Snapshot | None:
@@ -101,12 +115,14 @@ def latest_snapshot(repo: Repository) -> Snapshot | None:
 
 
 def store_snapshot(repo: Repository, snapshot: Snapshot) -> None:
-    """Store ``snapshot`` under a new random name (set on it): the commit point."""
+    """Store ``snapshot`` under a new random name (set on it), twice: the first is the commit
+    point."""
     snapshot.name = os.urandom(16).hex()
     payload = asdict(snapshot)
     del payload["name"]
     data = repo.encode_object(objects.KIND_SNAPSHOT, json.dumps(payload).encode(), b"snapshot")
-    repo.storage.put(objects.snapshot_key(snapshot.name), data)
+    for key in objects.snapshot_keys(snapshot.name):
+        repo.storage.put(key, data)
 
 
 def _seen_path(repo: Repository) -> Path:

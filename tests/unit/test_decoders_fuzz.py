@@ -29,7 +29,7 @@ from spare.repository.index import decode_index, encode_index
 from spare.repository.locking import LockInfo, describe_lock, encode_lock
 from spare.repository.manifest import Entry
 from spare.repository.objects import KIND_PACK, BlobRecord, parse_preamble
-from spare.repository.opening import CHUNKER, _check_config, _read_config, open_repository
+from spare.repository.opening import CHUNKER, _check_config, _read_configs, open_repository
 from spare.repository.packs import (
     FinishedPack,
     PackInfo,
@@ -206,9 +206,8 @@ def test_config(raw: bytes) -> None:
     storage.put("config", raw)
 
     def decode() -> None:
-        config = _read_config(storage)
-        assert config is not None
-        _check_config(config)
+        for config in _read_configs(storage, None):
+            _check_config(config)
 
     only_spare_errors(decode)
 

@@ -41,8 +41,7 @@ def cache(tmp_path: Path) -> Iterator[Cache]:
 
 def test_a_pack_once_added_locates_its_chunks(cache: Cache) -> None:
     cache.add_pack(pack(PACK_A, (1, 10, 100, 400), (2, 110, 50, 50)), indexed_in=None)
-    where = cache.locate(chunk_id(2))
-    assert where is not None
+    (where,) = cache.locations(chunk_id(2))
     assert (where.pack, where.transforms, where.offset, where.length, where.size) == (
         PACK_A,
         ("lzma", "aes-siv"),
@@ -51,7 +50,7 @@ def test_a_pack_once_added_locates_its_chunks(cache: Cache) -> None:
         50,
     )
     assert cache.has_chunk(chunk_id(1)) and not cache.has_chunk(chunk_id(3))
-    assert cache.locate(chunk_id(3)) is None
+    assert cache.locations(chunk_id(3)) == []
     assert cache.pack_info(PACK_A) == pack(PACK_A, (1, 10, 100, 400), (2, 110, 50, 50))
     assert cache.pack_names() == {PACK_A}
 
@@ -86,9 +85,64 @@ def test_live_chunks_give_each_packs_usage(cache: Cache) -> None:
     cache.add_pack(pack(PACK_B, (3, 10, 50, 50)), indexed_in=None)
     cache.start_live()
     cache.add_live([chunk_id(1), chunk_id(1), chunk_id(9)])
+    cache.hold_live()
     assert sorted(cache.pack_usage()) == [(PACK_A, 100, 400), (PACK_B, 0, 50)]
     assert cache.live_blobs(PACK_A) == [BlobRecord(chunk_id(1), 10, 100, 400)]
     assert cache.live_blobs(PACK_B) == []
+
+
+PACK_C = "cc" * 32
+
+
+def test_copies_are_used_known_first_and_damaged_last(cache: Cache) -> None:
+    """A pack found later (a replayed one) never comes before a known copy; a damaged copy
+    comes after every other, and no longer counts as stored."""
+    cache.add_pack(pack(PACK_B, (1, 10, 100, 400)), indexed_in=None)
+    cache.add_pack(pack(PACK_A, (1, 20, 100, 400), (2, 120, 5, 5)), indexed_in=None)
+    cache.add_pack(pack(PACK_B, (1, 10, 100, 400)), indexed_in="i1")  # listed again: same rank
+    assert [where.pack for where in cache.locations(chunk_id(1))] == [PACK_B, PACK_A]
+    assert cache.good_copies(chunk_id(1)) == 2
+    assert cache.mark_damaged([(chunk_id(1), PACK_B)]) == 1
+    assert cache.mark_damaged([(chunk_id(1), PACK_B)]) == 0
+    assert [where.pack for where in cache.locations(chunk_id(1))] == [PACK_A, PACK_B]
+    assert cache.good_copies(chunk_id(1)) == 1 and cache.has_chunk(chunk_id(1))
+    assert cache.damaged_packs() == {PACK_B}
+    cache.clear_index()  # damage marks outlive a rebuild of the index tables
+    cache.add_pack(pack(PACK_B, (1, 10, 100, 400)), indexed_in=None)
+    assert not cache.has_chunk(chunk_id(1))
+    cache.remove_packs([PACK_B])
+    assert cache.damaged_packs() == set()
+
+
+def test_damage_makes_create_read_the_files_that_use_it(cache: Cache) -> None:
+    cache.add_pack(pack(PACK_A, (1, 10, 100, 400), (2, 120, 5, 5)), indexed_in=None)
+    cache.start_files()
+    cache.remember_file(b"a", 1, 1, 1, 1, chunk_id(7) + chunk_id(1))
+    cache.remember_file(b"b", 1, 1, 1, 1, chunk_id(2))
+    cache.commit_files("snapshot-1")
+    cache.mark_damaged([(chunk_id(1), PACK_A)])
+    assert cache.lookup_file(b"a", 1, 1, 1, 1) is None
+    assert cache.lookup_file(b"b", 1, 1, 1, 1) == chunk_id(2)
+
+
+def test_the_prune_keeps_as_many_copies_as_a_chunk_needs(cache: Cache) -> None:
+    """The manifest's chunks are kept twice, other chunks once; copies of a kept chunk in a
+    pack that keeps nothing are named with the kept copies that must check first."""
+    cache.add_pack(pack(PACK_A, (1, 10, 100, 100), (2, 110, 100, 100)), indexed_in=None)
+    cache.add_pack(pack(PACK_B, (1, 10, 100, 100)), indexed_in=None)
+    cache.add_pack(pack(PACK_C, (1, 10, 100, 100), (2, 110, 100, 100)), indexed_in=None)
+    cache.start_live()
+    cache.add_live([chunk_id(1)], copies=2)
+    cache.add_live([chunk_id(2)])
+    cache.hold_live()
+    assert sorted(cache.pack_usage()) == [(PACK_A, 200, 200), (PACK_B, 100, 100), (PACK_C, 0, 200)]
+    assert cache.copies_elsewhere([PACK_C]) == {
+        PACK_A: [BlobRecord(chunk_id(1), 10, 100, 100), BlobRecord(chunk_id(2), 110, 100, 100)],
+        PACK_B: [BlobRecord(chunk_id(1), 10, 100, 100)],
+    }
+    cache.mark_damaged([(chunk_id(1), PACK_B)])
+    cache.hold_live()
+    assert sorted(cache.pack_usage()) == [(PACK_A, 200, 200), (PACK_B, 0, 100), (PACK_C, 100, 200)]
 
 
 def test_a_file_is_known_only_while_nothing_about_it_changed(cache: Cache) -> None:
@@ -169,6 +223,31 @@ def test_locate_wanted_places_every_chunk_and_names_files_with_a_missing_one(
 
 
 WHOLE = Inode(dev=7, ino=1234, uid=0, kind=stat.S_IFREG)
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_locate_wanted_reads_each_chunk_from_one_copy(
+    cache: Cache, tmp_path: Path, damaged: bool
+) -> None:
+    """One place per chunk, from its first copy: the one known first, unless it is damaged."""
+    cache.add_pack(pack(PACK_A, (1, 10, 100, 400), (2, 110, 50, 300)), indexed_in=None)
+    cache.add_pack(pack(PACK_C, (2, 10, 50, 300), (1, 60, 100, 400)), indexed_in=None)
+    if damaged:
+        cache.mark_damaged([(chunk_id(1), PACK_A)])
+    plan = RestorePlan(tmp_path / "plan.sqlite")
+    try:
+        plan.want(b"f", [chunk_id(1), chunk_id(2)])
+        plan.commit()
+        assert cache.locate_wanted(plan) == []
+        places = sorted(
+            (pack, record.chunk_id, at)
+            for pack in (PACK_A, PACK_C)
+            for record, _, at, _ in plan.places(pack)
+        )
+        first = PACK_C if damaged else PACK_A
+        assert places == sorted([(first, chunk_id(1), 0), (PACK_A, chunk_id(2), 400)])
+    finally:
+        plan.close()
 
 
 def test_restore_plan_records_the_inodes_restore_made(tmp_path: Path) -> None:
