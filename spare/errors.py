@@ -15,7 +15,8 @@ EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "an unexpected error (a bug: please report it with the traceback)",
     2: "bad usage: an unknown option, a missing or malformed argument",
-    3: "completed, with warnings (files that vanished or could not be read)",
+    3: "completed, with warnings (files that vanished or could not be read; for ``verify``, "
+    "damage that costs no file, which the next ``create`` repairs)",
     4: "wrong password",
     5: "the bucket holds objects that are not spare's (nothing was changed)",
     6: "the bucket's backup is not the one this host expects: of another host or path, another "
