@@ -16,7 +16,6 @@ import pytest
 from support.buckets import PACKS, FileBackend, largest
 from support.harness import (
     EXIT_DAMAGED,
-    EXIT_FOREIGN_BUCKET,
     EXIT_VERIFY_FAILED,
     SpareRunner,
     assert_error,
@@ -24,6 +23,7 @@ from support.harness import (
     describe,
 )
 
+from spare.repository.objects import CONFIG_KEYS
 from spare.testing.trees import write_file
 
 pytestmark = pytest.mark.timeout(240)
@@ -155,18 +155,29 @@ def test_a_config_symlinked_to_a_file_elsewhere_is_never_read(
     backed_up: Path,
     tmp_path: Path,
 ) -> None:
-    """``config -> elsewhere/config`` (a real config, even this bucket's own) is not read."""
+    """``config -> elsewhere/config`` (a real config, even this bucket's own) is not read: a new
+    host finds the config gone; this host uses the one it remembers, and create stores it again
+    in place of the symlinks, leaving what they pointed at alone."""
     elsewhere = tmp_path / "elsewhere-config"
     elsewhere.mkdir()
-    shutil.move(store.path / "config", elsewhere / "config")
-    (store.path / "config").symlink_to(elsewhere / "config")
+    for name in CONFIG_KEYS:
+        shutil.move(store.path / name, elsewhere / name)
+        (store.path / name).symlink_to(elsewhere / name)
+    kept = {path.name: path.read_bytes() for path in elsewhere.iterdir()}
     before = store.objects()
 
-    restore = run_spare("restore", "--path", tmp_path / "restored", env=env, timeout=NO_HANG)
-    assert_error(restore, EXIT_FOREIGN_BUCKET)
+    stranger = SpareRunner(tmp_path / "stranger-cache")
+    restore = stranger("restore", "--path", tmp_path / "restored", env=env, timeout=NO_HANG)
+    assert "config" in assert_error(restore, EXIT_DAMAGED)
     assert not (tmp_path / "restored").exists()
-    assert_error(run_spare("create", "--path", backed_up, env=env), EXIT_FOREIGN_BUCKET)
+    assert_error(stranger("create", "--path", backed_up, env=env), EXIT_DAMAGED)
     assert store.objects() == before
+
+    assert_ok(run_spare("create", "--path", backed_up, env=env))
+    for name in CONFIG_KEYS:
+        assert stat.S_ISREG(os.lstat(store.path / name).st_mode)
+    assert {path.name: path.read_bytes() for path in elsewhere.iterdir()} == kept
+    assert_ok(stranger("restore", "--path", tmp_path / "restored", env=env, timeout=NO_HANG))
 
 
 def test_a_new_bucket_is_private(

@@ -25,6 +25,7 @@ from support.harness import (
     run_measured,
 )
 
+from spare.repository.objects import CONFIG_KEYS
 from spare.testing.trees import assert_trees_equal, snapshot_tree, write_file
 
 pytestmark = pytest.mark.timeout(240)
@@ -79,7 +80,8 @@ def edit_config(backend: Backend, **changes: object) -> None:
             config[section][field] = value
         else:
             config[section] = value
-    backend.put("config", json.dumps(config).encode())
+    for key in CONFIG_KEYS:  # whoever holds the bucket changes both copies
+        backend.put(key, json.dumps(config).encode())
 
 
 def fresh_host(tmp_path: Path, name: str) -> SpareRunner:
@@ -107,7 +109,7 @@ def test_the_config_id_never_names_a_directory_outside(
     edit_config(file_backend, id=hostile_id.replace("VICTIM", str(victim).lstrip("/")))
     before = snapshot_tree(victim)
     # This host knows the bucket's real id; a new host does not, and must refuse it as well.
-    assert_error(run_spare("create", "--path", source, env=env), EXIT_IDENTITY)
+    assert_error(run_spare("create", "--path", source, env=env), EXIT_DAMAGED)
     stranger = fresh_host(tmp_path, "stranger")
     assert_error(stranger("create", "--path", source, env=env), EXIT_DAMAGED)
     assert snapshot_tree(victim) == before
@@ -189,7 +191,8 @@ def test_another_buckets_config_cannot_make_create_delete_everything(
     write_file(other_source / "x", b"other host's data", 0o644)
     assert_ok(run_spare("create", "--path", other_source, env=other_env))
     other_config = (file_backend.path.parent / other_env["SPARE_BUCKET"] / "config").read_bytes()
-    file_backend.put("config", other_config)
+    for key in CONFIG_KEYS:
+        file_backend.put(key, other_config)
     for key in [key for key in file_backend.objects() if key.startswith("index/")]:
         file_backend.delete(key)
     before = file_backend.objects()

@@ -183,10 +183,10 @@ def test_the_target_swapped_for_a_symlink_after_it_was_checked(
     has checked the target, nobody moves it away and puts a symlink to another directory in its
     place. Restore goes on into the directory it opened, never into the symlink's."""
     source = tmp_path / "source"
-    write(source / "tool", b"", 0o4755)  # empty files only: the manifest's is the only pack
+    write(source / "tool", b"", 0o4755)  # empty files only: the manifest's are the only packs
     (source / "dir").mkdir()
     assert_ok(run_spare("create", "--path", source, env=env))
-    (manifest_pack,) = pack_files(file_backend.path).values()
+    manifest_packs = list(pack_files(file_backend.path).values())  # its two copies
 
     home = nobodys(tmp_path / "home")
     target = home / "restore"
@@ -194,7 +194,7 @@ def test_the_target_swapped_for_a_symlink_after_it_was_checked(
     elsewhere = tmp_path / "elsewhere"  # say, /etc/cron.d
     elsewhere.mkdir()
 
-    with files_held([manifest_pack]) as held:
+    with files_held(manifest_packs) as held:
         proc = run_spare.popen("restore", "--path", target, env=env)
         wait_for_reader(held)  # restore has opened the target and is reading the file list
         home_fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
@@ -207,7 +207,8 @@ def test_the_target_swapped_for_a_symlink_after_it_was_checked(
             as_nobody(swap)
         finally:
             os.close(home_fd)
-        held[0].release()
+        for each in held:
+            each.release()
         result = finish(proc, timeout=60)
 
     assert_ok(result)

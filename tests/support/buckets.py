@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,17 @@ SNAPSHOTS = "snapshots/"
 # name of an upload) or a leftover that a successful create must have deleted.
 PACK_KEY = re.compile(r"^packs/[0-9a-f]{2}/[0-9a-f]{64}$")
 REPOSITORY_KEY = re.compile(
-    r"^(config|packs/[0-9a-f]{2}/[0-9a-f]{64}|index/[0-9a-f]{64}|snapshots/[0-9a-f]{32})$"
+    r"^(config(\.copy)?|packs/[0-9a-f]{2}/[0-9a-f]{64}|index/[0-9a-f]{64}"
+    r"|snapshots/[0-9a-f]{32}(\.copy)?)$"
 )
+
+
+def snapshot_roots(keys: Iterable[str]) -> set[str]:
+    """The snapshots that ``keys`` hold, each stored as a root and its copy: asserts both."""
+    roots = {key.removesuffix(".copy") for key in keys if key.startswith(SNAPSHOTS)}
+    for root in roots:
+        assert {root, root + ".copy"} <= set(keys), f"{root} is not stored twice"
+    return roots
 
 
 def new_bucket_name() -> str:
