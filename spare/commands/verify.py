@@ -60,6 +60,8 @@ class Verifier:
                 )
             for name in synced.unreadable:
                 self._report(f"pack {name} is damaged or not this repository's")
+            for name in synced.lost:
+                self._report(f"pack {name} is missing or changed size")
             packs = sorted(self.cold.pack_names())
             chosen = choose_share(packs, self.share)
             unchecked = set(packs) - set(chosen)
