@@ -94,7 +94,7 @@ class Verifier:
 
     def _found(self, found: PackCheck) -> None:
         self.good.add(found.good)
-        self.repo.note_damage((chunk, found.pack) for chunk in found.damaged)
+        self.repo.note_damage((chunk, found.pack) for chunk in found.to_replace)
         if found.problem:
             self._report(f"pack {found.pack} is damaged ({found.problem})")
         elif found.damaged:
