@@ -58,6 +58,7 @@ class Verifier:
                     f"index object {name} is damaged; what it lists was read from the packs "
                     "(the next create writes it anew)"
                 )
+            self._forget_indexes(synced.damaged_indexes)
             for name in synced.unreadable:
                 self._report(f"pack {name} is damaged or not this repository's")
             for name in synced.lost:
@@ -87,6 +88,16 @@ class Verifier:
                 "(listed above); the next create repairs them"
             )
         return VerifyStats(packs=len(packs), checked=len(chosen))
+
+    def _forget_indexes(self, names: list[str]) -> None:
+        """Make the local cache forget damaged index objects: a cache that knows an index object
+        never reads it again, so only then does the next create write its packs' index anew."""
+        if not names:
+            return
+        self.repo.cache.begin()
+        for name in names:
+            self.repo.cache.remove_index(name)
+        self.repo.cache.commit()
 
     def _report(self, message: str) -> None:
         self.problems.append(message)
