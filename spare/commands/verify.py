@@ -21,6 +21,7 @@ from spare.repository.cache import Cache, ChunkSet
 from spare.repository.health import PackCheck, check_pack, choose_share
 from spare.repository.index import sync_index
 from spare.repository.manifest import read_manifest
+from spare.repository.opening import damaged_config_copies
 from spare.repository.repo import Repository
 
 
@@ -52,6 +53,8 @@ class Verifier:
 
     def run(self, manifest_ids: list[bytes]) -> VerifyStats:
         try:
+            for key in damaged_config_copies(self.repo):
+                self._report(f"the bucket's {key} is missing or damaged; the next create stores it")
             synced = sync_index(self.repo, self.cold)
             for name in synced.damaged_indexes:
                 self._report(
