@@ -23,6 +23,7 @@ from spare.repository.index import sync_index
 from spare.repository.manifest import read_manifest
 from spare.repository.opening import damaged_config_copies
 from spare.repository.repo import Repository
+from spare.repository.snapshots import Snapshot, damaged_root_copies
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ def verify(ctx: Context, *, force: bool = False, share: float = 100.0) -> Verify
     with reading(ctx, "verify", force=force) as (repo, snapshot):
         verifier = Verifier(repo, share)
         try:
-            return verifier.run(snapshot.manifest_ids)
+            return verifier.run(snapshot)
         finally:
             repo.record_damage()
 
@@ -51,10 +52,15 @@ class Verifier:
         self.good = ChunkSet(scratch / "verify.sqlite")
         self.problems: list[str] = []
 
-    def run(self, manifest_ids: list[bytes]) -> VerifyStats:
+    def run(self, snapshot: Snapshot) -> VerifyStats:
         try:
             for key in damaged_config_copies(self.repo):
                 self._report(f"the bucket's {key} is missing or damaged; the next create stores it")
+            for key in damaged_root_copies(self.repo, snapshot):
+                self._report(
+                    f"the snapshot root {key} is missing or damaged; the next create stores the "
+                    "snapshot anew"
+                )
             synced = sync_index(self.repo, self.cold)
             for name in synced.damaged_indexes:
                 self._report(
@@ -74,7 +80,7 @@ class Verifier:
             with ThreadPoolExecutor(max_workers=READERS) as pool:
                 for found in pool.map(lambda pack: check_pack(self.repo, self.cold, pack), chosen):
                     self._found(found)
-            damaged = self._check_files(manifest_ids)
+            damaged = self._check_files(snapshot.manifest_ids)
         finally:
             self.cold.close()
             self.good.close()
