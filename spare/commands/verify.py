@@ -21,7 +21,9 @@ from spare.repository.cache import Cache, ChunkSet
 from spare.repository.health import PackCheck, check_pack, choose_share
 from spare.repository.index import sync_index
 from spare.repository.manifest import read_manifest
+from spare.repository.opening import damaged_config_copies
 from spare.repository.repo import Repository
+from spare.repository.snapshots import Snapshot, damaged_root_copies
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ def verify(ctx: Context, *, force: bool = False, share: float = 100.0) -> Verify
     with reading(ctx, "verify", force=force) as (repo, snapshot):
         verifier = Verifier(repo, share)
         try:
-            return verifier.run(snapshot.manifest_ids)
+            return verifier.run(snapshot)
         finally:
             repo.record_damage()
 
@@ -50,8 +52,15 @@ class Verifier:
         self.good = ChunkSet(scratch / "verify.sqlite")
         self.problems: list[str] = []
 
-    def run(self, manifest_ids: list[bytes]) -> VerifyStats:
+    def run(self, snapshot: Snapshot) -> VerifyStats:
         try:
+            for key in damaged_config_copies(self.repo):
+                self._report(f"the bucket's {key} is missing or damaged; the next create stores it")
+            for key in damaged_root_copies(self.repo, snapshot):
+                self._report(
+                    f"the snapshot root {key} is missing or damaged; the next create stores the "
+                    "snapshot anew"
+                )
             # Packs that no index names and that do not open are noted by reading(): they are
             # an interrupted upload's or not this repository's, and no part of the backup.
             synced = sync_index(self.repo, self.cold)
@@ -60,6 +69,9 @@ class Verifier:
                     f"index object {name} is damaged; what it lists was read from the packs "
                     "(the next create writes it anew)"
                 )
+            self._forget_indexes(synced.damaged_indexes)
+            for name in synced.lost:
+                self._report(f"pack {name} is missing or changed size")
             packs = sorted(self.cold.pack_names())
             chosen = choose_share(packs, self.share)
             unchecked = set(packs) - set(chosen)
@@ -68,7 +80,7 @@ class Verifier:
             with ThreadPoolExecutor(max_workers=READERS) as pool:
                 for found in pool.map(lambda pack: check_pack(self.repo, self.cold, pack), chosen):
                     self._found(found)
-            damaged = self._check_files(manifest_ids)
+            damaged = self._check_files(snapshot.manifest_ids)
         finally:
             self.cold.close()
             self.good.close()
@@ -86,13 +98,23 @@ class Verifier:
             )
         return VerifyStats(packs=len(packs), checked=len(chosen))
 
+    def _forget_indexes(self, names: list[str]) -> None:
+        """Make the local cache forget damaged index objects: a cache that knows an index object
+        never reads it again, so only then does the next create write its packs' index anew."""
+        if not names:
+            return
+        self.repo.cache.begin()
+        for name in names:
+            self.repo.cache.remove_index(name)
+        self.repo.cache.commit()
+
     def _report(self, message: str) -> None:
         self.problems.append(message)
         say(message)
 
     def _found(self, found: PackCheck) -> None:
         self.good.add(found.good)
-        self.repo.note_damage((chunk, found.pack) for chunk in found.damaged)
+        self.repo.note_damage((chunk, found.pack) for chunk in found.to_replace)
         if found.problem:
             self._report(f"pack {found.pack} is damaged ({found.problem})")
         elif found.damaged:

@@ -37,6 +37,13 @@ class PackCheck:
     #: What is wrong with the pack as a whole, if anything.
     problem: str | None = None
 
+    @property
+    def to_replace(self) -> list[bytes]:
+        """The chunks whose copy in this pack the next create must replace: the damaged blobs,
+        or every blob of a pack damaged as a whole (a trailer that is not its own is never
+        repaired by keeping the pack)."""
+        return self.damaged + self.good if self.problem else self.damaged
+
 
 def check_pack(repo: Repository, cache: Cache, pack: str) -> PackCheck:
     """Download ``pack`` whole and check every blob that ``cache`` says it holds."""
@@ -85,7 +92,7 @@ def check_rotating_share(repo: Repository, share: float) -> int:
         found = check_pack(repo, cache, pack)
         if found.problem or found.damaged:
             log.warning("pack %s is damaged (%s)", pack, found.problem or "a blob does not check")
-        damaged += [(chunk, pack) for chunk in found.damaged]
+        damaged += [(chunk, pack) for chunk in found.to_replace]
     cache.begin()
     cache.set_meta("checked_up_to", chosen[-1])
     cache.mark_damaged(damaged)

@@ -150,19 +150,26 @@ def _choose(
     raise first_error
 
 
-def repair_config(repo: Repository) -> list[str]:
-    """Store the config again where a copy of it is missing or differs; returns the keys
-    written. Only while holding the bucket lock."""
+def damaged_config_copies(repo: Repository) -> list[str]:
+    """The keys of the config's copies that are missing or differ from the config in use."""
     canonical = _encode(repo.config)
-    written = []
+    damaged = []
     for key in objects.CONFIG_KEYS:
         try:
             if objects.read_whole(repo.storage, key, "config") == canonical:
                 continue
         except (ObjectNotFound, RepositoryDamaged):
             pass
-        repo.storage.put(key, canonical)
-        written.append(key)
+        damaged.append(key)
+    return damaged
+
+
+def repair_config(repo: Repository) -> list[str]:
+    """Store the config again where a copy of it is missing or differs; returns the keys
+    written. Only while holding the bucket lock."""
+    written = damaged_config_copies(repo)
+    for key in written:
+        repo.storage.put(key, _encode(repo.config))
     return written
 
 

@@ -11,7 +11,7 @@ import datetime
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from spare.errors import ObjectNotFound, RepositoryDamaged, RolledBack
@@ -101,6 +101,17 @@ def _read_root(repo: Repository, keys: list[str]) -> Snapshot | None:
         except (RepositoryDamaged, ObjectNotFound):
             continue
     return None
+
+
+def damaged_root_copies(repo: Repository, snapshot: Snapshot) -> list[str]:
+    """The keys of ``snapshot``'s two root objects that are missing, damaged or hold another
+    root."""
+    damaged = []
+    for key in objects.snapshot_keys(snapshot.name):
+        found = _read_root(repo, [key])
+        if found is None or replace(found, name=snapshot.name) != snapshot:
+            damaged.append(key)
+    return damaged
 
 
 def latest_snapshot(repo: Repository) -> Snapshot | None:

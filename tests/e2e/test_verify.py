@@ -120,14 +120,17 @@ def test_damaged_snapshot_root(
     backend: Backend, env: dict[str, str], run_spare: SpareRunner, source: Path, tmp_path: Path
 ) -> None:
     """A damaged snapshot root is damage (14, or 12 from verify), not "there is no backup" (15):
-    a sysadmin told "no backup" looks for a configuration mistake, not for bit rot.
+    a sysadmin told "no backup" looks for a configuration mistake, not for bit rot. The root is
+    stored twice: both copies are damaged (one alone costs nothing: see test_corruption.py).
     """
     assert_ok(run_spare("create", "--path", source, env=env))
     objects = backend.objects()
-    [key] = [key for key in objects if key.startswith(SNAPSHOTS)]
-    damaged = bytearray(objects[key])
-    damaged[len(damaged) // 2] ^= 0x01
-    backend.put(key, bytes(damaged))
+    keys = [key for key in objects if key.startswith(SNAPSHOTS)]
+    assert len(keys) == 2, keys
+    for key in keys:
+        damaged = bytearray(objects[key])
+        damaged[len(damaged) // 2] ^= 0x01
+        backend.put(key, bytes(damaged))
 
     assert_error(run_spare("restore", "--path", tmp_path / "restored", env=env), EXIT_DAMAGED)
     result = run_spare("verify", "--path", source, env=env)
