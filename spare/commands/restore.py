@@ -36,7 +36,7 @@ from spare.fstree import normalise_skip
 from spare.owners import group_id, user_id
 from spare.repository import manifest as mf
 from spare.repository.cache import Place, RestorePlan
-from spare.repository.manifest import Entry, read_manifest_lines
+from spare.repository.manifest import Entry, ManifestLines
 from spare.repository.repo import Repository
 from spare.repository.snapshots import Snapshot
 
@@ -106,6 +106,7 @@ class Restorer:
         self.is_root = os.geteuid() == 0
         self.scratch_dir = repo.scratch_dir("restore")
         self.plan = RestorePlan(Path(self.scratch_dir.name) / "restore.sqlite")
+        self.manifest = ManifestLines(snapshot.manifest_ids, repo.read_chunk, resilient=True)
         self.target: Target | None = None
         self.files = 0
         self.bytes = 0
@@ -129,10 +130,13 @@ class Restorer:
         assert self.target is not None
         for path in sorted(self.damaged):
             say(f"damaged: {self.target.display(path)}")
-        if self.damaged:
+        for part in self.manifest.lost:
+            say(f"damaged: part of the file list is lost: {part.describe()}")
+        if self.damaged or self.manifest.lost:
             raise VerifyFailed(
                 f"restored, but {len(self.damaged)} files are damaged in the backup and were "
-                "restored incomplete (listed above); run 'spare verify'"
+                f"restored incomplete, and {len(self.manifest.lost)} parts of the file list are "
+                "lost (listed above); run 'spare verify'"
             )
         if self.selection and self.files == 0 and self.plan.late_count <= 1:
             raise UsageError("--include matched nothing in the backup; nothing was restored")
@@ -173,8 +177,15 @@ class Restorer:
         return root
 
     def _create_entries(self) -> None:
-        lines = read_manifest_lines(self.snapshot.manifest_ids, self.repo.read_chunk)
-        root = self._open_target(Entry.from_line(next(lines)))
+        lines = iter(self.manifest)
+        first = next(lines, None)
+        if first is None or (self.manifest.lost and self.manifest.lost[0].after is None):
+            reason = self.manifest.lost[0].reason if self.manifest.lost else "it is empty"
+            raise RepositoryDamaged(
+                f"the start of the backup's file list cannot be read ({reason}); nothing can "
+                "be restored"
+            )
+        root = self._open_target(Entry.from_line(first))
         self._late(root)
         if root.type == mf.FILE:
             self._places(root)
@@ -214,6 +225,8 @@ class Restorer:
             entry = resolved
         if self.replaced and self._below_replaced(entry.path):
             return  # said once, for the directory someone replaced
+        if self.manifest.lost:
+            self._make_lost_ancestors(entry.path)
         try:
             created = self.target.create(entry, devices=self.is_root)
         except CannotCreate as exc:
@@ -232,6 +245,19 @@ class Restorer:
         self._late(entry, line)
         if entry.type == mf.FILE:
             self._places(entry)
+
+    def _make_lost_ancestors(self, path: bytes) -> None:
+        """After a lost part of the file list, the directories that were listed in it are made
+        (private, owned by the restoring user) so that what lies below them is restored."""
+        parts = path.split(b"/")
+        for depth in range(1, len(parts)):
+            ancestor = b"/".join(parts[:depth])
+            if self.plan.created(ancestor) is not None:
+                continue
+            assert self.target is not None
+            made = Entry(ancestor, mf.DIRECTORY, 0o700, os.geteuid(), os.getegid(), 0)
+            self.target.create(made, devices=False)
+            self.damaged.add(ancestor)
 
     def _resolve_link(self, entry: Entry) -> Entry:
         """A hardlink whose first name was not restored (--include) becomes an inode of its own."""

@@ -20,7 +20,7 @@ from spare.errors import CompletedWithWarnings, RepositoryDamaged, VerifyFailed
 from spare.repository.cache import Cache, ChunkSet
 from spare.repository.health import PackCheck, check_pack, choose_share
 from spare.repository.index import sync_index
-from spare.repository.manifest import read_manifest
+from spare.repository.manifest import Entry, ManifestLines
 from spare.repository.opening import damaged_config_copies
 from spare.repository.repo import Repository
 from spare.repository.snapshots import Snapshot, damaged_root_copies
@@ -121,19 +121,21 @@ class Verifier:
             self._report(f"pack {found.pack} has {len(found.damaged)} damaged blobs")
 
     def _check_files(self, manifest_ids: list[bytes]) -> int | None:
-        """How many files cannot be restored whole; None if the file list cannot be read."""
-        if not all(chunk in self.good for chunk in manifest_ids):
-            self._report("the snapshot's file list (manifest) is damaged; no file can be named")
-            return None
+        """How many files (and lost parts of the file list) cannot be restored whole; None if
+        the file list cannot be read at all."""
+        manifest = ManifestLines(
+            manifest_ids, lambda chunk: self.repo.read_chunk(chunk, self.cold), resilient=True
+        )
         damaged = 0
         try:
-            for entry in read_manifest(
-                manifest_ids, lambda chunk: self.repo.read_chunk(chunk, self.cold)
-            ):
+            for line in manifest:
+                entry = Entry.from_line(line)
                 if entry.chunks and not all(chunk in self.good for chunk in entry.chunks):
                     damaged += 1
                     say(f"damaged: {os.fsdecode(entry.path)}")
         except RepositoryDamaged as exc:
             self._report(f"the snapshot's file list cannot be read ({exc})")
             return None
-        return damaged
+        for part in manifest.lost:
+            say(f"damaged: part of the file list is lost: {part.describe()}")
+        return damaged + len(manifest.lost)

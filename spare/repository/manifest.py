@@ -10,6 +10,7 @@ unchanged tree produces the same manifest chunks and uploads nothing.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -150,22 +151,82 @@ class ManifestWriter:
         self.file.close()
 
 
+@dataclass
+class LostPart:
+    """A stretch of the manifest that could not be read: the entries between two paths."""
+
+    #: The path of the last entry read before it (None: it starts at the beginning).
+    after: bytes | None
+    #: The path of the first entry read after it (None: it runs to the end).
+    before: bytes | None
+    reason: str
+
+    def describe(self) -> str:
+        after = "the start" if self.after is None else os.fsdecode(self.after)
+        before = "the end" if self.before is None else os.fsdecode(self.before)
+        return f"the entries after {after} and before {before} ({self.reason})"
+
+
+class ManifestLines:
+    """The encoded entries stored in ``chunk_ids``, one line each, fetched one chunk at a time.
+
+    With ``resilient``, a chunk that cannot be read costs only the entries in it: reading goes on
+    at the first whole line after it, and :attr:`lost` says which stretch is missing.
+    """
+
+    def __init__(
+        self,
+        chunk_ids: Iterable[bytes],
+        read_chunk: Callable[[bytes], bytes],
+        *,
+        resilient: bool = False,
+    ) -> None:
+        self.chunk_ids = chunk_ids
+        self.read_chunk = read_chunk
+        self.resilient = resilient
+        self.lost: list[LostPart] = []
+
+    def __iter__(self) -> Iterator[bytes]:
+        rest = b""
+        previous: bytes | None = None
+        gap: LostPart | None = None  # the stretch lost, until the next entry is read
+        skipping = False  # looking for the start of the next whole entry
+        for chunk_id in self.chunk_ids:
+            try:
+                data = self.read_chunk(chunk_id)
+            except RepositoryDamaged as exc:
+                if not self.resilient:
+                    raise
+                if gap is None:
+                    gap = LostPart(_path_of(previous), None, str(exc))
+                    self.lost.append(gap)
+                rest, skipping = b"", True
+                continue
+            if skipping:
+                start = data.find(b"\n")
+                if start < 0:
+                    continue  # all of it belongs to an entry that was cut
+                data, skipping = data[start + 1 :], False
+            lines = (rest + data).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                if gap is not None:
+                    gap.before, gap = _path_of(line), None
+                previous = line
+                yield line
+        if rest and not skipping:
+            if not self.resilient:
+                raise RepositoryDamaged("the manifest ends in the middle of an entry")
+            self.lost.append(LostPart(_path_of(previous), None, "it ends in the middle of one"))
+
+
+def _path_of(line: bytes | None) -> bytes | None:
+    return None if line is None else Entry.from_line(line).path
+
+
 def read_manifest(
     chunk_ids: Iterable[bytes], read_chunk: Callable[[bytes], bytes]
 ) -> Iterator[Entry]:
     """Yield the entries stored in ``chunk_ids``, fetching one chunk at a time."""
-    for line in read_manifest_lines(chunk_ids, read_chunk):
+    for line in ManifestLines(chunk_ids, read_chunk):
         yield Entry.from_line(line)
-
-
-def read_manifest_lines(
-    chunk_ids: Iterable[bytes], read_chunk: Callable[[bytes], bytes]
-) -> Iterator[bytes]:
-    """Yield the encoded entries stored in ``chunk_ids``, one line each, without decoding."""
-    rest = b""
-    for chunk_id in chunk_ids:
-        lines = (rest + read_chunk(chunk_id)).split(b"\n")
-        rest = lines.pop()
-        yield from lines
-    if rest:
-        raise RepositoryDamaged("the manifest ends in the middle of an entry")

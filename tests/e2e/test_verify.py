@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from support.buckets import PACKS, SNAPSHOTS, Backend, largest
+from support.crafted import opened
 from support.harness import (
     EXIT_DAMAGED,
     EXIT_USAGE,
@@ -22,6 +23,8 @@ from support.harness import (
     describe,
 )
 
+from spare.repository.index import sync_index
+from spare.repository.snapshots import latest_snapshot
 from spare.testing.trees import MiB, regular_files, write_file
 
 pytestmark = pytest.mark.timeout(180)
@@ -205,3 +208,49 @@ def test_verify_checks_a_share_of_the_packs(
     assert EXIT_VERIFY_FAILED in codes, codes  # missed 12 times in a row: 1 in 4096
     assert codes <= {0, EXIT_VERIFY_FAILED}, codes
     assert_error(run_spare("verify", "--share", "0", env=env), EXIT_USAGE)
+
+
+def test_a_lost_part_of_the_file_list_costs_only_its_entries(
+    file_backend: Backend, password: str, run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """Both copies of one part of the file list damaged (beyond what two copies protect from):
+    restore restores every entry of the other parts, names the stretch it lost, and exits 12;
+    verify names it too; the next create stores the list anew."""
+    env = {**file_backend.env, "SPARE_PASSWORD": password}
+    source = tmp_path / "source"
+    for index in range(1500):  # ~4 KiB per entry: a file list of several chunks
+        target = f"{index:05d}-" + "t" * 4000
+        (source / f"d{index // 500}").mkdir(parents=True, exist_ok=True)
+        os.symlink(target, source / f"d{index // 500}" / f"link-{index:05d}")
+    write_file(source / "d2" / "zz-data.txt", b"kept\n", 0o644)
+    assert_ok(run_spare("create", "--path", source, env=env))
+
+    scratch = tmp_path / "key-holder"
+    with opened(env, scratch) as repo:
+        sync_index(repo)
+        snapshot = latest_snapshot(repo)
+        assert snapshot is not None and len(snapshot.manifest_ids) >= 3
+        copies = repo.cache.locations(snapshot.manifest_ids[1])
+    assert len(copies) == 2 and copies[0].pack != copies[1].pack
+    for where in copies:
+        key = f"packs/{where.pack[:2]}/{where.pack}"
+        data = bytearray(file_backend.objects()[key])
+        data[where.offset + where.length // 2] ^= 0x01
+        file_backend.put(key, bytes(data))
+
+    verify = run_spare("verify", env=env)
+    assert verify.returncode == EXIT_VERIFY_FAILED, describe(verify)
+    assert "part of the file list is lost: the entries after d" in verify.stderr, describe(verify)
+    target = tmp_path / "restored"
+    restore = run_spare("restore", "--path", target, env=env)
+    assert restore.returncode == EXIT_VERIFY_FAILED, describe(restore)
+    assert "Traceback" not in restore.stderr
+    assert "part of the file list is lost" in restore.stderr, describe(restore)
+    restored = {path.relative_to(target) for path in target.rglob("*")}
+    expected = {path.relative_to(source) for path in source.rglob("*")}
+    assert restored <= expected
+    assert 500 < len(restored) < len(expected)  # the parts that were read, and only those
+    assert (target / "d2" / "zz-data.txt").read_bytes() == b"kept\n"
+
+    assert_ok(run_spare("create", "--path", source, env=env))
+    assert_ok(run_spare("verify", env=env))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from support.formats import SETTINGS
 
-from spare.repository.manifest import Entry, read_manifest
+from spare.errors import RepositoryDamaged
+from spare.repository.manifest import Entry, ManifestLines, read_manifest
 
 names = st.binary(min_size=1, max_size=255).filter(lambda n: b"/" not in n and b"\0" not in n)
 entries = st.builds(
@@ -42,3 +44,42 @@ def test_manifest_round_trip_across_chunk_cuts(items: list[Entry], cut: int) -> 
     if pieces is None:
         pieces = {os.urandom(32): stream}
     assert list(read_manifest(list(pieces), pieces.__getitem__)) == items
+
+
+def _entry(path: bytes) -> Entry:
+    return Entry(path=path, type="f", mode=0o644, uid=0, gid=0, mtime_ns=0)
+
+
+@given(st.integers(8, 400), st.data())
+@SETTINGS
+def test_a_lost_chunk_costs_only_the_entries_it_holds(cut: int, data: st.DataObject) -> None:
+    """Read resiliently, a manifest with an unreadable chunk yields every entry that lies wholly
+    in readable chunks, in order, and names the stretch it lost by the entries around it."""
+    items = [_entry(b"dir/file-%03d" % index) for index in range(40)]
+    lines = [entry.to_line() for entry in items]
+    stream = b"".join(lines)
+    pieces = [stream[at : at + cut] for at in range(0, len(stream), cut)]
+    lost = data.draw(st.integers(1, len(pieces) - 1))  # the first chunk holds the root
+    ids = [index.to_bytes(32, "big") for index in range(len(pieces))]
+
+    def read_chunk(chunk_id: bytes) -> bytes:
+        index = int.from_bytes(chunk_id, "big")
+        if index == lost:
+            raise RepositoryDamaged("blob damaged")
+        return pieces[index]
+
+    reader = ManifestLines(ids, read_chunk, resilient=True)
+    got = [Entry.from_line(line) for line in reader]
+    start, end = sum(map(len, pieces[:lost])), sum(map(len, pieces[: lost + 1]))
+    offsets = [sum(map(len, lines[:i])) for i in range(len(lines) + 1)]
+    # Every entry wholly before the lost chunk, and every entry that starts after its end (one
+    # that starts right at its end is skipped too: there is no telling that it does).
+    kept = [i for i in range(len(items)) if offsets[i + 1] <= start or offsets[i] > end]
+    assert got == [items[i] for i in kept]
+    (part,) = reader.lost
+    before_gap = [i for i in kept if offsets[i + 1] <= start]
+    after_gap = [i for i in kept if offsets[i] > end]
+    assert part.after == (items[before_gap[-1]].path if before_gap else None)
+    assert part.before == (items[after_gap[0]].path if after_gap else None)
+    with pytest.raises(RepositoryDamaged):
+        list(ManifestLines(ids, read_chunk))
