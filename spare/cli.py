@@ -319,11 +319,19 @@ def lock(ctx: Context) -> None:
 
 @cli.command()
 @pass_context
-def unlock(ctx: Context) -> None:
-    """Remove the lock, whoever set it (make sure no spare runs)."""
+# Not read from SPARE_FORCE: exported for a create, it must not make unlock break live locks.
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Remove the lock even if it is held by a spare command that still runs on this host "
+    "(that run then stops before its commit). Never read from SPARE_FORCE.",
+)
+def unlock(ctx: Context, force: bool) -> None:
+    """Remove the lock of 'spare lock', of another host or of a dead run (make sure no spare
+    runs there); a spare still running on this host keeps its lock unless --force."""
     from spare.commands.locking import unlock as run
 
-    tell(ctx, run(ctx))
+    tell(ctx, run(ctx, force=force))
 
 
 def main(argv: list[str] | None = None) -> None:
