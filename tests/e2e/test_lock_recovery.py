@@ -275,3 +275,56 @@ def test_unlock_removes_another_hosts_lock(
         result.stderr
     ), result.stderr
     assert LOCK not in backend.objects()
+
+
+def test_runs_that_overlap_after_a_forced_unlock_keep_apart(
+    local: FileBackend, password: str, quirks: Path, run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """After ``spare unlock --force`` a second create overlaps with the first on this host. It
+    removes the scratch directory a killed run left, but not the running one's; the cache that
+    the first is writing makes it stop with 7 and one line; the first then stops before its
+    commit; the next create completes and the backup is whole."""
+    env = {**through("file", local, password, quirks), "SPARE_TEST_CACHE_BUSY": "0.5"}
+    source = tmp_path / "source"
+    write_file(source / "a.txt", b"a\n", 0o644)
+    assert_ok(run_spare("create", "--path", source, env=env))
+    (cache_dir,) = (path for path in run_spare.cache_dir.iterdir() if path.name != "buckets")
+    big_tree(source / "grown")
+    packs = local.keys(PACKS)
+
+    killed = run_spare.popen("create", "--path", source, env=env)
+    assert wait_until(lambda: any(cache_dir.glob("tmp-*")) or killed.poll() is not None, 120)
+    killed.kill()
+    finish(killed)
+    left = set(cache_dir.glob("tmp-*"))
+    assert left, "the killed create left no scratch directory"
+
+    running = run_spare.popen("create", "--path", source, env=env)
+    try:
+        uploading = wait_until(
+            lambda: bool(local.keys(PACKS) - packs) or running.poll() is not None, 120
+        )
+        assert uploading and running.poll() is None, "create ended before a pack was seen"
+        running.send_signal(signal.SIGSTOP)
+        own = set(cache_dir.glob("tmp-*")) - left
+        assert own, "the running create has no scratch directory"
+        assert not any(path.exists() for path in left), "the killed run's scratch is still there"
+
+        assert_ok(run_spare("unlock", "--force", env=env))
+        line = assert_error(run_spare("create", "--path", source, env=env), EXIT_LOCKED)
+        assert "another spare run is using the local cache" in line, line
+        assert all(path.is_dir() for path in own), "the overlapping run removed the other's scratch"
+    finally:
+        running.send_signal(signal.SIGCONT)
+        first = finish(running)
+    # Its first line is the warning that it cleared the killed run's lock.
+    assert first.returncode == EXIT_LOCKED and "Traceback" not in first.stderr, first.stderr
+    assert first.stderr.splitlines()[-1].endswith("no new snapshot was written"), first.stderr
+
+    expected = snapshot_tree(source)
+    assert_ok(run_spare("create", "--path", source, env=env))
+    assert not list(cache_dir.glob("tmp-*"))
+    assert_ok(run_spare("verify", env=env))
+    restored = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", restored, env=env))
+    assert_trees_equal(expected, snapshot_tree(restored))
