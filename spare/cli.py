@@ -21,7 +21,15 @@ if TYPE_CHECKING:
     from spare.commands.context import Context
 
 #: What the host may refuse whatever spare does: reported in one line, exit code 16.
-LOCAL_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EMFILE, errno.ENFILE}
+LOCAL_ERRORS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EMFILE,
+    errno.ENFILE,
+}
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -365,6 +373,8 @@ def main(argv: list[str] | None = None) -> None:
             errno.EROFS: "use a writable cache directory or restore target",
             errno.EMFILE: "raise the limit of open files (ulimit -n)",
             errno.ENFILE: "the system's table of open files is full",
+            errno.EPERM: "check the attributes ('lsattr -d': immutable?) and permissions of the "
+            "cache directory and the restore target",
         }.get(error.errno or 0, "check the permissions of the cache directory and the target")
         say(f"error: {error.strerror}{where}: {hint}")
         sys.exit(LocalSystemError.exit_code)

@@ -14,6 +14,7 @@ become spare's errors, one line and an exit code; any other SQLite error is a bu
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,37 +30,50 @@ from spare.repository.packs import PackInfo
 #: closing its cache, or a run whose lock was removed by ``spare unlock --force``, makes one wait.
 BUSY_TIMEOUT = 30.0
 
+#: Bytes free under which a file system counts as full when SQLite reports an I/O error.
+NEARLY_FULL = 1 << 20
+
 #: SQLite's primary result codes that mean the host refused.
-_NO_SPACE = (sqlite3.SQLITE_FULL,)
 _REFUSED = (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM)
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def host_error(exc: sqlite3.Error, path: Path) -> SpareError | None:
     """What ``exc``, raised by the database ``path``, means to the user; None for a bug."""
-    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # an extended code's primary
-    where = f"the local cache {path} ({exc})"
-    if code in _NO_SPACE:
+    code = getattr(exc, "sqlite_errorcode", None) or 0
+    primary = code & 0xFF  # an extended code's primary code
+    where = f"the local cache {path} ({exc}, {getattr(exc, 'sqlite_errorname', code)})"
+    # Out of space, SQLite may say "disk I/O error" (its shared memory file could not grow).
+    if primary == sqlite3.SQLITE_FULL or (primary == sqlite3.SQLITE_IOERR and _full(path.parent)):
         return LocalSystemError(
             f"no space left for {where}: free space in {path.parent}, or set SPARE_CACHE_DIR to a "
             "directory with room"
         )
-    if code in _REFUSED:
+    if primary in _REFUSED:
         return LocalSystemError(
             f"cannot write {where}: make {path.parent} writable (mode, owner, 'lsattr -d', a "
             "read-only mount), or set SPARE_CACHE_DIR to a writable directory"
         )
-    if code == sqlite3.SQLITE_IOERR:
+    if primary == sqlite3.SQLITE_IOERR:
         return LocalSystemError(
-            f"the file system failed while writing {where}: check it, or set SPARE_CACHE_DIR to "
-            "a directory on another one"
+            f"the file system failed while writing {where}: check it (dmesg), or set "
+            "SPARE_CACHE_DIR to a directory on another one"
         )
-    if code in _BUSY:
+    if primary in _BUSY:
         return Locked(
             f"another spare run is using {where}; try again once it has finished (a run whose "
             "lock was removed with 'spare unlock --force' may still be running)"
         )
     return None
+
+
+def _full(directory: Path) -> bool:
+    """Whether the file system of ``directory`` has (almost) no room left for this user."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < NEARLY_FULL
 
 
 @contextlib.contextmanager
