@@ -21,7 +21,15 @@ if TYPE_CHECKING:
     from spare.commands.context import Context
 
 #: What the host may refuse whatever spare does: reported in one line, exit code 16.
-LOCAL_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EMFILE, errno.ENFILE}
+LOCAL_ERRORS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EMFILE,
+    errno.ENFILE,
+}
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -339,11 +347,19 @@ def lock(ctx: Context) -> None:
 
 @cli.command()
 @pass_context
-def unlock(ctx: Context) -> None:
-    """Remove the lock, whoever set it (make sure no spare runs)."""
+# Not read from SPARE_FORCE: exported for a create, it must not make unlock break live locks.
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Remove the lock even if it is held by a spare command that still runs on this host "
+    "(that run then stops before its commit). Never read from SPARE_FORCE.",
+)
+def unlock(ctx: Context, force: bool) -> None:
+    """Remove the lock of 'spare lock', of another host or of a dead run (make sure no spare
+    runs there); a spare still running on this host keeps its lock unless --force."""
     from spare.commands.locking import unlock as run
 
-    tell(ctx, run(ctx))
+    tell(ctx, run(ctx, force=force))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -377,6 +393,8 @@ def main(argv: list[str] | None = None) -> None:
             errno.EROFS: "use a writable cache directory or restore target",
             errno.EMFILE: "raise the limit of open files (ulimit -n)",
             errno.ENFILE: "the system's table of open files is full",
+            errno.EPERM: "check the attributes ('lsattr -d': immutable?) and permissions of the "
+            "cache directory and the restore target",
         }.get(error.errno or 0, "check the permissions of the cache directory and the target")
         say(f"error: {error.strerror}{where}: {hint}")
         sys.exit(LocalSystemError.exit_code)

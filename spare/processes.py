@@ -104,3 +104,53 @@ def is_running(pid: int, started: int | None) -> bool:
     if fields[0] in ("Z", "X"):
         return False
     return started is None or _started(fields) == started
+
+
+def process_tag() -> str:
+    """This process, as part of a file name: ``<pid>.<start time>.<boot>.<pid namespace>``.
+
+    The boot is the first 8 hex digits of the boot id, the pid namespace its inode number; an
+    unknown part is empty. :func:`tagged_process_gone` tells later whether the process still runs.
+    """
+    here = this_host()
+    started = start_time(os.getpid())
+    return ".".join(
+        (
+            str(os.getpid()),
+            "" if started is None else str(started),
+            _boot_key(here.boot_id),
+            _namespace_key(here.pid_namespace),
+        )
+    )
+
+
+def tagged_process_gone(tag: str) -> bool:
+    """Whether the process that :func:`process_tag` described as ``tag`` certainly no longer runs.
+
+    A process of an earlier boot is gone. One of another pid namespace of this boot, or recorded
+    where this host cannot tell (no ``/proc``), may still run. A tag that is not one names no
+    process at all: nothing runs that it could belong to.
+    """
+    try:
+        pid_text, started_text, boot, namespace = tag.split(".")
+        pid = int(pid_text)
+        started = int(started_text) if started_text else None
+    except ValueError:
+        return True
+    here = this_host()
+    if not here.known or not boot:
+        return False
+    if boot != _boot_key(here.boot_id):
+        return True
+    if namespace != _namespace_key(here.pid_namespace):
+        return False
+    return not is_running(pid, started)
+
+
+def _boot_key(boot_id: str) -> str:
+    return boot_id.replace("-", "")[:8]
+
+
+def _namespace_key(namespace: str) -> str:
+    """``pid:[4026531836]`` -> ``4026531836``."""
+    return "".join(filter(str.isdigit, namespace))

@@ -15,10 +15,10 @@ def lock(ctx: Context) -> str:
     return "the bucket is locked; 'spare unlock' releases it"
 
 
-def unlock(ctx: Context) -> str:
+def unlock(ctx: Context, *, force: bool = False) -> str:
     repo = ctx.open()
     try:
-        info = unlock_by_hand(repo)
+        info = unlock_by_hand(repo, force=force)
     finally:
         repo.close()
     return "the bucket was not locked" if info is None else f"removed the lock of {info.describe()}"

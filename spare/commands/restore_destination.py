@@ -62,7 +62,10 @@ class Destination:
                 "new directory"
             ) from None
         except OSError as exc:
-            raise LocalSystemError(f"cannot create {display} ({exc.strerror})") from None
+            raise LocalSystemError(
+                f"cannot create {display} ({exc.strerror}): restore into a directory this user "
+                "may write to"
+            ) from None
         made = open_directory(self.parent_fd, self.name, self.path, force=self.force)
         if made is None:
             raise TargetNotEmpty(f"{display} vanished while the restore was starting")
@@ -107,7 +110,10 @@ def _open_parent(parent: bytes) -> int:
                 os.mkdir(name, 0o755, dir_fd=fd)
             below = os.open(name, DIRECTORY_FLAGS, dir_fd=fd)
         except OSError as exc:
-            raise LocalSystemError(f"cannot create {os.fsdecode(head)} ({exc.strerror})") from None
+            raise LocalSystemError(
+                f"cannot create {os.fsdecode(head)} ({exc.strerror}): restore into a directory "
+                "this user may write to"
+            ) from None
         finally:
             os.close(fd)
         fd = below
@@ -148,6 +154,7 @@ def _check(fd: int, display: str, *, force: bool) -> None:
     with os.scandir(fd) as entries:
         if next(entries, None) is not None:
             raise TargetNotEmpty(f"{display} is not empty: restore into an empty or new directory")
+    _check_writable(fd, display)
     if os.geteuid() != 0 or force:
         return
     st = os.fstat(fd)
@@ -161,4 +168,22 @@ def _check(fd: int, display: str, *, force: bool) -> None:
             f"{display} is writable by its group or by others (mode {stat.S_IMODE(st.st_mode):o}):"
             " they could redirect what root restores there; restore into a directory only root "
             "can write to, or give --force"
+        )
+
+
+def _check_writable(fd: int, display: str) -> None:
+    """Refuse, before anything is read from the bucket, a target this process cannot write in:
+    on a read-only file system, or forbidden by its permissions or attributes (immutable)."""
+    if os.fstatvfs(fd).f_flag & os.ST_RDONLY:
+        raise LocalSystemError(
+            f"{display} is on a read-only file system: restore into a writable directory, or "
+            "remount it read-write"
+        )
+    proc = f"/proc/self/fd/{fd}"  # the kernel resolves it to this very directory, not by name
+    effective = os.access in os.supports_effective_ids
+    if os.path.isdir(proc) and not os.access(proc, os.W_OK | os.X_OK, effective_ids=effective):
+        raise LocalSystemError(
+            f"{display} may not be written to by this user (uid {os.geteuid()}): check its "
+            "owner, mode and attributes ('lsattr -d'), or restore into a directory this user may "
+            "write to"
         )

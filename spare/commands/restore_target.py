@@ -23,7 +23,7 @@ import threading
 from collections import OrderedDict
 
 from spare import xattrs
-from spare.errors import CannotCreate, EntryReplaced, RepositoryDamaged
+from spare.errors import CannotCreate, EntryReplaced, LocalSystemError, RepositoryDamaged
 from spare.fstree import DIRECTORY_FLAGS
 from spare.repository import manifest as mf
 from spare.repository.cache import Inode, RestorePlan
@@ -59,6 +59,10 @@ REPLACED_ERRORS = {
     errno.EACCES,
     errno.EPERM,
 }
+
+#: What the target's file system answers when it refuses every entry, not just one: the
+#: restore stops (exit code 16) instead of going on with a warning per entry.
+REFUSED_ERRORS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 #: The kind of inode each entry type makes.
 KINDS = {
@@ -218,6 +222,8 @@ class Target:
                 f"the backup lists {self.display(entry.path)} twice; refusing to restore it"
             ) from None
         except OSError as exc:
+            if exc.errno in REFUSED_ERRORS:
+                raise self._refused(entry.path, exc) from None
             if exc.errno not in (errno.ENOTDIR, errno.ENOENT, errno.ELOOP):
                 raise CannotCreate(
                     f"{self.display(entry.path)}: cannot be created here ({exc.strerror})"
@@ -274,11 +280,22 @@ class Target:
             raise self._replaced(entry.path, "by something restore did not make")
         return made
 
+    def _refused(self, relative: bytes, exc: OSError) -> LocalSystemError:
+        return LocalSystemError(
+            f"cannot write {self.display(relative)} ({exc.strerror}): the restore target's file "
+            "system refuses; free space there or restore into a writable directory with room "
+            "(what was restored so far stays)"
+        )
+
     def write(self, relative: bytes, data: bytes, at: int, made: Inode | None) -> None:
         """Write ``data`` at offset ``at`` of the file restore made at ``relative`` (``made``)."""
         fd = self._reopen(relative, WRITE_FLAGS, made)
         try:
             os.pwrite(fd, data, at)
+        except OSError as exc:
+            if exc.errno not in REFUSED_ERRORS:
+                raise
+            raise self._refused(relative, exc) from None
         finally:
             os.close(fd)
 

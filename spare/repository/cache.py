@@ -5,18 +5,119 @@ in SQLite so that lookups stay out of RAM whatever the size of the tree, and it 
 away at any time: everything in it is rebuilt from the bucket (index objects, pack trailers, the
 snapshot's manifest) when it is missing or disagrees with the bucket. :class:`RestorePlan` and
 :class:`ChunkSet` are the scratch databases of one restore and one verify.
+
+Every database is opened through :func:`connect`, the boundary where the SQLite errors that the
+host causes (a full disk, a directory spare may not write, another process holding the database)
+become spare's errors, one line and an exit code; any other SQLite error is a bug and stays one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from spare.errors import LocalSystemError, Locked, SpareError
 from spare.repository.objects import BlobRecord
 from spare.repository.packs import PackInfo
+
+#: Seconds a statement waits for another process's write to the same database to end. Commands
+#: that share a cache also share a bucket, whose lock they take first, so only a spare still
+#: closing its cache, or a run whose lock was removed by ``spare unlock --force``, makes one wait.
+BUSY_TIMEOUT = 30.0
+
+#: Bytes free under which a file system counts as full when SQLite reports an I/O error.
+NEARLY_FULL = 1 << 20
+
+#: SQLite's primary result codes that mean the host refused.
+_REFUSED = (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM)
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def host_error(exc: sqlite3.Error, path: Path) -> SpareError | None:
+    """What ``exc``, raised by the database ``path``, means to the user; None for a bug."""
+    code = getattr(exc, "sqlite_errorcode", None) or 0
+    primary = code & 0xFF  # an extended code's primary code
+    where = f"the local cache {path} ({exc}, {getattr(exc, 'sqlite_errorname', code)})"
+    # Out of space, SQLite may say "disk I/O error" (its shared memory file could not grow).
+    if primary == sqlite3.SQLITE_FULL or (primary == sqlite3.SQLITE_IOERR and _full(path.parent)):
+        return LocalSystemError(
+            f"no space left for {where}: free space in {path.parent}, or set SPARE_CACHE_DIR to a "
+            "directory with room"
+        )
+    if primary in _REFUSED:
+        return LocalSystemError(
+            f"cannot write {where}: make {path.parent} writable (mode, owner, 'lsattr -d', a "
+            "read-only mount), or set SPARE_CACHE_DIR to a writable directory"
+        )
+    if primary == sqlite3.SQLITE_IOERR:
+        return LocalSystemError(
+            f"the file system failed while writing {where}: check it (dmesg), or set "
+            "SPARE_CACHE_DIR to a directory on another one"
+        )
+    if primary in _BUSY:
+        return Locked(
+            f"another spare run is using {where}; try again once it has finished (a run whose "
+            "lock was removed with 'spare unlock --force' may still be running)"
+        )
+    return None
+
+
+def _full(directory: Path) -> bool:
+    """Whether the file system of ``directory`` has (almost) no room left for this user."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < NEARLY_FULL
+
+
+@contextlib.contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        error = host_error(exc, path)
+        if error is None:
+            raise
+        raise error from exc
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose statements fail with :func:`host_error`'s errors where the host
+    refused. A statement does its work in ``execute`` (a query up to its first row, sorting
+    included), so the rows fetched afterwards only read what is there."""
+
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        self.path = Path(database)
+        super().__init__(database, *args, **kwargs)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        with _translated(self.path):
+            return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
+        with _translated(self.path):
+            return super().executemany(sql, parameters)
+
+    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        with _translated(self.path):
+            return super().executescript(sql_script)
+
+    def commit(self) -> None:
+        with _translated(self.path):
+            super().commit()
+
+
+def connect(path: Path, **options: Any) -> sqlite3.Connection:
+    """Open the database ``path`` (see :class:`_Connection`); ``options`` go to sqlite3."""
+    with _translated(path):
+        return sqlite3.connect(path, factory=_Connection, timeout=BUSY_TIMEOUT, **options)
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -63,9 +164,7 @@ class Cache:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        # Commands that share a cache also share a bucket, whose lock they take first; the busy
-        # timeout only covers a spare that is still closing its cache after releasing the lock.
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self.db = connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         # Small page caches: create's memory budget is 100 MiB, and the OS caches the file anyway.
@@ -408,7 +507,7 @@ class RestorePlan:
     """
 
     def __init__(self, path: Path) -> None:
-        self.db = sqlite3.connect(path, check_same_thread=False)
+        self.db = connect(path, check_same_thread=False)
         self.db.executescript(
             "CREATE TABLE places(pack TEXT, offset INTEGER, length INTEGER, size INTEGER,"
             " id BLOB, path BLOB, at INTEGER);"
@@ -498,7 +597,7 @@ class ChunkSet:
     """A set of chunk ids on disk (verify's good chunks): as large as a repository gets."""
 
     def __init__(self, path: Path) -> None:
-        self.db = sqlite3.connect(path, check_same_thread=False)
+        self.db = connect(path, check_same_thread=False)
         self.db.execute("CREATE TABLE chunks(id BLOB PRIMARY KEY) WITHOUT ROWID")
 
     def close(self) -> None:

@@ -146,17 +146,28 @@ def stale_reason(holder: LockInfo, here: HostIdentity) -> str | None:
     Only a lock of a spare command (never of ``spare lock``) of this very host, boot and pid
     namespace is judged, and only a holder that certainly no longer runs makes it stale.
     """
-    if holder.command == "lock" or not holder.token or not here.known:
+    if not _judged_here(holder, here) or is_running(holder.pid, holder.started):
         return None
-    if (holder.host_id, holder.boot_id, holder.pid_namespace) != (
+    return "its process is no longer running on this host"
+
+
+def runs_here(holder: LockInfo, here: HostIdentity) -> bool:
+    """Whether ``holder`` is a spare command of this very host, boot and pid namespace that still
+    runs (or may still run: /proc hides it). ``spare unlock`` refuses such a lock without
+    ``--force``."""
+    return _judged_here(holder, here) and is_running(holder.pid, holder.started)
+
+
+def _judged_here(holder: LockInfo, here: HostIdentity) -> bool:
+    """Whether this host can tell if ``holder`` runs: a spare command's lock (not ``spare lock``'s)
+    taken on this host, in this boot and pid namespace, where a pid means one process."""
+    if holder.command == "lock" or not holder.token or not here.known:
+        return False
+    return (holder.host_id, holder.boot_id, holder.pid_namespace) == (
         here.host_id,
         here.boot_id,
         here.pid_namespace,
-    ):
-        return None
-    if is_running(holder.pid, holder.started):
-        return None
-    return "its process is no longer running on this host"
+    )
 
 
 class HeldLock:
@@ -338,12 +349,25 @@ def lock_by_hand(repo: Repository) -> None:
     take(repo, "lock")
 
 
-def unlock_by_hand(repo: Repository) -> LockInfo | None:
-    """``spare unlock``: remove the lock, whoever holds it; who held it (None: nobody)."""
+def unlock_by_hand(repo: Repository, *, force: bool = False) -> LockInfo | None:
+    """``spare unlock``: remove the lock; who held it (None: nobody).
+
+    The lock of a spare command that still runs on this host is refused (:class:`Locked`)
+    unless ``force``: removing it would let another run overlap with that one. Any other lock
+    (``spare lock``'s, another host's, a dead process's) is removed: whether another host's
+    holder runs cannot be known here, and the sysadmin was told to check.
+    """
     lock = bucket_lock(repo)
     info = describe_lock(repo, lock.read())
-    if info is not None:
-        lock.clear()
+    if info is None:
+        return None
+    if not force and runs_here(info, this_host()):
+        raise Locked(
+            f"the bucket is locked by {info.describe()}, which is still running on this host: "
+            "let it finish, or stop it; 'spare unlock --force' removes the lock anyway (that "
+            "run then stops before its commit)"
+        )
+    lock.clear()
     return info
 
 

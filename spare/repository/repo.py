@@ -18,6 +18,7 @@ from typing import Any
 from spare.errors import ObjectNotFound, RepositoryDamaged
 from spare.keys import KeyRing
 from spare.plugins import Plugins
+from spare.processes import process_tag, tagged_process_gone
 from spare.repository import objects
 from spare.repository.cache import Cache
 from spare.repository.objects import BlobRecord
@@ -76,13 +77,27 @@ class Repository:
         return Cache(self.cache_dir / "cache.sqlite")
 
     def scratch_dir(self, purpose: str) -> tempfile.TemporaryDirectory[str]:
-        """A private temporary directory in the cache, removed when closed."""
-        return tempfile.TemporaryDirectory(prefix=f"tmp-{purpose}-", dir=self.cache_dir)
+        """A private temporary directory in the cache, removed when closed.
+
+        Its name, ``tmp-<purpose>-<owner>-<random>``, names the process that owns it
+        (:func:`~spare.processes.process_tag`), so that :meth:`clean_scratch` leaves it alone
+        while that process runs.
+        """
+        prefix = f"tmp-{purpose}-{process_tag()}-"
+        return tempfile.TemporaryDirectory(prefix=prefix, dir=self.cache_dir)
 
     def clean_scratch(self) -> None:
-        """Remove what killed runs left behind; only while holding the bucket lock alone."""
-        for stale in self.cache_dir.glob("tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+        """Remove the scratch directories that killed runs left behind.
+
+        Only those whose owner certainly no longer runs (and those of older versions of spare,
+        whose names carry no owner): two runs that overlap on this host, because a lock was
+        removed with ``spare unlock --force``, never delete each other's.
+        """
+        for scratch in self.cache_dir.glob("tmp-*"):
+            # The random end has no '-'; neither has the owner, which an old name lacks.
+            parts = scratch.name.rsplit("-", 2)
+            if len(parts) != 3 or tagged_process_gone(parts[1]):
+                shutil.rmtree(scratch, ignore_errors=True)
 
     def close(self) -> None:
         if "cache" in self.__dict__:

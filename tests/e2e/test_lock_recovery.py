@@ -216,3 +216,115 @@ def test_a_long_create_refreshes_its_lock(
     expected = snapshot_tree(source)
     assert_ok(run_spare("restore", "--path", tmp_path / "restored", env=env))
     assert_trees_equal(expected, snapshot_tree(tmp_path / "restored"))
+
+
+def test_unlock_refuses_the_lock_of_a_run_still_running_here(
+    backend: Backend, env: dict[str, str], run_spare: SpareRunner, source: Path
+) -> None:
+    """A plain ``spare unlock`` leaves the lock of a create that still runs on this host (7,
+    naming it and ``--force``); ``unlock --force`` removes it, and that create then stops before
+    its commit (7), so the previous backup stays whole and verifies."""
+    assert_ok(run_spare("create", "--path", source, env=env))
+    before = snapshot_tree(source)
+    snapshots, packs = backend.keys(SNAPSHOTS), backend.keys(PACKS)
+    big_tree(source / "grown")
+
+    running = run_spare.popen("create", "--path", source, env=env)
+    try:
+        uploading = wait_until(
+            lambda: bool(backend.keys(PACKS) - packs) or running.poll() is not None, 120
+        )
+        assert uploading and running.poll() is None, "create ended before a pack was seen"
+        running.send_signal(signal.SIGSTOP)
+        held = backend.objects()[LOCK]
+
+        line = assert_error(run_spare("unlock", env=env), EXIT_LOCKED)
+        assert re.search(rf"\(pid {running.pid}\)", line), line
+        assert "still running on this host" in line and "--force" in line, line
+        assert backend.objects()[LOCK] == held
+
+        assert_ok(run_spare("unlock", "--force", env=env))
+        assert LOCK not in backend.objects()
+    finally:
+        running.send_signal(signal.SIGCONT)
+        first = finish(running)
+    line = assert_error(first, EXIT_LOCKED)
+    assert "removed (by 'spare unlock'?)" in line and "no new snapshot was written" in line, line
+    assert backend.keys(SNAPSHOTS) == snapshots
+    assert LOCK not in backend.objects()
+    assert_ok(run_spare("verify", env=env))
+    restored = source.parent / "restored"
+    assert_ok(run_spare("restore", "--path", restored, env=env))
+    assert_trees_equal(before, snapshot_tree(restored))
+
+
+def test_unlock_removes_another_hosts_lock(
+    backend: Backend, env: dict[str, str], run_spare: SpareRunner, source: Path, tmp_path: Path
+) -> None:
+    """Whether another host's holder still runs cannot be known here: a plain ``spare unlock``
+    removes its lock, even when the pid it names runs here (it is another process)."""
+    assert_ok(run_spare("create", "--path", source, env=env))
+    payload = crafted_lock(
+        env, tmp_path / "crafting-cache", host="far-away", host_id="another-machine-id"
+    )
+    backend.put(LOCK, payload)
+
+    result = run_spare("unlock", "--verbose", env=env)
+    assert_ok(result)
+    assert f"removed the lock of 'spare create' on host far-away (pid {os.getpid()})" in (
+        result.stderr
+    ), result.stderr
+    assert LOCK not in backend.objects()
+
+
+def test_runs_that_overlap_after_a_forced_unlock_keep_apart(
+    local: FileBackend, password: str, quirks: Path, run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """After ``spare unlock --force`` a second create overlaps with the first on this host. It
+    removes the scratch directory a killed run left, but not the running one's; the cache that
+    the first is writing makes it stop with 7 and one line; the first then stops before its
+    commit; the next create completes and the backup is whole."""
+    env = {**through("file", local, password, quirks), "SPARE_TEST_CACHE_BUSY": "0.5"}
+    source = tmp_path / "source"
+    write_file(source / "a.txt", b"a\n", 0o644)
+    assert_ok(run_spare("create", "--path", source, env=env))
+    (cache_dir,) = (path for path in run_spare.cache_dir.iterdir() if path.name != "buckets")
+    big_tree(source / "grown")
+    packs = local.keys(PACKS)
+
+    killed = run_spare.popen("create", "--path", source, env=env)
+    assert wait_until(lambda: any(cache_dir.glob("tmp-*")) or killed.poll() is not None, 120)
+    killed.kill()
+    finish(killed)
+    left = set(cache_dir.glob("tmp-*"))
+    assert left, "the killed create left no scratch directory"
+
+    running = run_spare.popen("create", "--path", source, env=env)
+    try:
+        uploading = wait_until(
+            lambda: bool(local.keys(PACKS) - packs) or running.poll() is not None, 120
+        )
+        assert uploading and running.poll() is None, "create ended before a pack was seen"
+        running.send_signal(signal.SIGSTOP)
+        own = set(cache_dir.glob("tmp-*")) - left
+        assert own, "the running create has no scratch directory"
+        assert not any(path.exists() for path in left), "the killed run's scratch is still there"
+
+        assert_ok(run_spare("unlock", "--force", env=env))
+        line = assert_error(run_spare("create", "--path", source, env=env), EXIT_LOCKED)
+        assert "another spare run is using the local cache" in line, line
+        assert all(path.is_dir() for path in own), "the overlapping run removed the other's scratch"
+    finally:
+        running.send_signal(signal.SIGCONT)
+        first = finish(running)
+    # Its first line is the warning that it cleared the killed run's lock.
+    assert first.returncode == EXIT_LOCKED and "Traceback" not in first.stderr, first.stderr
+    assert first.stderr.splitlines()[-1].endswith("no new snapshot was written"), first.stderr
+
+    expected = snapshot_tree(source)
+    assert_ok(run_spare("create", "--path", source, env=env))
+    assert not list(cache_dir.glob("tmp-*"))
+    assert_ok(run_spare("verify", env=env))
+    restored = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", restored, env=env))
+    assert_trees_equal(expected, snapshot_tree(restored))

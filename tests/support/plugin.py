@@ -56,6 +56,10 @@ refresh = os.environ.get("SPARE_TEST_LOCK_REFRESH")
 if refresh:  # what a long run would do in hours, done in seconds
     import spare.repository.locking
     spare.repository.locking.REFRESH_INTERVAL = float(refresh)
+busy = os.environ.get("SPARE_TEST_CACHE_BUSY")
+if busy:  # a run that waits for another's cache gives up in a second instead of thirty
+    import spare.repository.cache
+    spare.repository.cache.BUSY_TIMEOUT = float(busy)
 
 class LostReply(StorageWrapper):
     """Creates the lock, then fails as if the reply had been lost on the way back."""
@@ -84,7 +88,8 @@ def install_storage_quirks(site: Path) -> None:
 
     ``lostreply:///dir`` creates the lock and then reports a transient failure, as when the reply
     to a conditional PUT is lost; ``nocond:///dir`` overwrites on create, as a server that ignores
-    ``If-None-Match``. ``SPARE_TEST_LOCK_REFRESH`` shortens the lock's refresh interval.
+    ``If-None-Match``. ``SPARE_TEST_LOCK_REFRESH`` shortens the lock's refresh interval,
+    ``SPARE_TEST_CACHE_BUSY`` how long a run waits for another's write to the local cache.
     """
     (site / "spare_quirks.py").write_text(textwrap.dedent(QUIRKS))
     info = site / "spare_quirks-1.0.dist-info"

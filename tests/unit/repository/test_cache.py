@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from spare.errors import Locked
+from spare.repository import cache as cache_module
 from spare.repository.cache import Cache, ChunkSet, Inode, RestorePlan
 from spare.repository.objects import BlobRecord
 from spare.repository.packs import PackInfo
@@ -291,3 +294,30 @@ def test_chunk_set(tmp_path: Path) -> None:
         assert not any(chunk in good for chunk in ids[40:])
     finally:
         good.close()
+
+
+def test_a_cache_another_process_writes_to_is_locked_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer holds the database past the busy timeout: exit code 7, naming the cache.
+    The writer is a second connection, as another spare process would hold it."""
+    monkeypatch.setattr(cache_module, "BUSY_TIMEOUT", 0.2)
+    first = Cache(tmp_path / "cache.sqlite")
+    second = Cache(tmp_path / "cache.sqlite")
+    try:
+        first.begin()
+        first.add_index("held")
+        with pytest.raises(Locked, match=r"another spare run is using the local cache .*locked"):
+            second.add_index("waits")
+        first.commit()
+        second.add_index("waits")
+        assert second.index_names() == {"held", "waits"}
+    finally:
+        first.close()
+        second.close()
+
+
+def test_other_sqlite_errors_stay_bugs(cache: Cache) -> None:
+    """Only what the host refuses is translated: a wrong statement still crashes loudly."""
+    with pytest.raises(sqlite3.OperationalError, match="syntax error"):
+        cache.db.execute("SELEKT 1")

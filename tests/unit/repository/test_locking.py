@@ -29,8 +29,10 @@ from spare.repository.locking import (
     encode_lock,
     locked,
     locked_error,
+    runs_here,
     stale_reason,
     take,
+    unlock_by_hand,
 )
 from spare.repository.opening import open_repository
 from spare.repository.repo import Repository
@@ -231,6 +233,32 @@ def test_a_live_holder_of_this_host_is_not_stale() -> None:
     assert stale_reason(lock_of(pid=dead_pid(), started=None), here) is not None
     unknown = HostIdentity(here.host_id, "", "")
     assert stale_reason(lock_of(pid=dead_pid(), started=None), unknown) is None
+
+
+def test_a_live_holder_of_this_host_runs_here() -> None:
+    """What 'spare unlock' refuses without --force: only a spare command of this host, boot and
+    pid namespace whose process runs."""
+    here = this_host()
+    assert runs_here(lock_of(), here)
+    assert not runs_here(lock_of(pid=dead_pid(), started=None), here)
+    assert not runs_here(lock_of("lock"), here)
+    assert not runs_here(lock_of(host_id="another-machine"), here)
+    assert not runs_here(lock_of(boot_id="another-boot"), here)
+    assert not runs_here(lock_of(), HostIdentity(here.host_id, "", ""))
+
+
+def test_unlock_by_hand_refuses_a_live_holder_unless_forced(repo: Repository) -> None:
+    payload = plant(repo, lock_of())
+    with pytest.raises(Locked, match=rf"\(pid {os.getpid()}\).*still running.*--force"):
+        unlock_by_hand(repo)
+    assert bucket_lock(repo).read() == payload
+    assert unlock_by_hand(repo, force=True) is not None
+    assert holder(repo) is None
+
+    plant(repo, lock_of(pid=dead_pid(), started=None))
+    assert unlock_by_hand(repo) is not None
+    assert holder(repo) is None
+    assert unlock_by_hand(repo) is None
 
 
 def test_runs_clearing_the_same_stale_lock_leave_one_holder(

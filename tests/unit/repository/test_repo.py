@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,3 +121,27 @@ def test_read_chunk(repo: Repository) -> None:
     damage(repo.storage, objects.pack_key(name), records[0].offset + 5)
     with pytest.raises(RepositoryDamaged):
         repo.read_chunk(records[0].chunk_id)
+
+
+def test_clean_scratch_removes_only_what_dead_runs_left(repo: Repository) -> None:
+    """A run's scratch directory stays while its owner runs, even when another run cleans up
+    (two runs overlap after 'spare unlock --force'); those of gone processes and of older
+    versions (no owner in the name) are removed."""
+    live = repo.scratch_dir("packs")
+    done = subprocess.run(
+        [sys.executable, "-c", "from spare.processes import process_tag; print(process_tag())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = repo.cache_dir / f"tmp-packs-{done.stdout.strip()}-abcd1234"
+    old = repo.cache_dir / "tmp-restore-q1w2e3r4"
+    for left in (dead, old):
+        left.mkdir()
+        (left / "pack").write_bytes(b"left behind")
+    try:
+        repo.clean_scratch()
+        assert Path(live.name).is_dir()
+        assert not dead.exists() and not old.exists()
+    finally:
+        live.cleanup()
