@@ -128,6 +128,10 @@ def encode_lock(repo: Repository, info: LockInfo) -> bytes:
     return repo.encode_object(objects.KIND_LOCK, json.dumps(asdict(info)).encode(), b"lock")
 
 
+#: The command a lock that cannot be decoded is taken to hold.
+UNREADABLE = "(unreadable lock)"
+
+
 def describe_lock(repo: Repository, payload: bytes | None) -> LockInfo | None:
     """The holder a lock payload names; None for a free lock."""
     if payload is None:
@@ -137,7 +141,7 @@ def describe_lock(repo: Repository, payload: bytes | None) -> LockInfo | None:
         known = {field.name for field in fields(LockInfo)}
         return LockInfo(**{key: value for key, value in stored.items() if key in known})
     except (RepositoryDamaged, ValueError, TypeError, AttributeError):
-        return LockInfo("(unreadable lock)", "unknown", 0, "unknown")
+        return LockInfo(UNREADABLE, "unknown", 0, "unknown")
 
 
 def stale_reason(holder: LockInfo, here: HostIdentity) -> str | None:
@@ -374,6 +378,12 @@ def unlock_by_hand(repo: Repository, *, force: bool = False) -> LockInfo | None:
 def locked_error(info: LockInfo | None) -> Locked:
     if info is None:
         return Locked("the bucket was locked a moment ago; try again")
+    if info.command == UNREADABLE:
+        return Locked(
+            "the bucket's lock cannot be read (it is damaged, or was written with another key), "
+            "so nobody can tell whether its holder still runs: if no spare runs on this bucket, "
+            "run 'spare unlock'"
+        )
     if info.command == "lock":
         return Locked(
             f"the bucket was locked by hand with {info.describe()}; run 'spare unlock' to "

@@ -563,7 +563,7 @@ def test_damaged_lock_needs_unlock(
         ["create", "--path", source, "--pack-size", PACK_MIB],
     ):
         line = assert_error(run_spare(*args, env=env), EXIT_LOCKED)
-        assert "spare unlock" in line, line
+        assert "spare unlock" in line and "lock cannot be read" in line, line
     assert_ok(run_spare("unlock", env=env))
     check_healed(run_spare, env, store, source, tmp_path)
 
