@@ -292,6 +292,17 @@ class Cache:
             self.db.execute("DELETE FROM damaged WHERE pack=?", (name,))
             self.db.execute("DELETE FROM packs WHERE name=?", (name,))
 
+    def forget_packs(self, names: Iterable[str]) -> None:
+        """Forget packs that are gone from the bucket (or changed), the index objects that name
+        them (so that the next create writes an index naming only packs that are there), and
+        the files table (so that every file is read again and what they held is stored anew)."""
+        names = list(names)
+        for index in {self.pack_indexed_in(name) for name in names} - {None}:
+            assert index is not None
+            self.remove_index(index)
+        self.remove_packs(names)
+        self.forget_files()
+
     def pack_names(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT name FROM packs")}
 

@@ -75,14 +75,8 @@ def sync_index(repo: Repository, cache: Cache | None = None) -> IndexSync:
     known = cache.pack_sizes()
     found.lost = sorted(name for name, size in known.items() if packs.get(name) != size)
     if found.lost:
-        # The files cache may name chunks that were in them: every file is read again, so that
-        # create stores those chunks anew instead of pointing at nothing.
         log.info("%d packs are missing or changed in the bucket", len(found.lost))
-        for index in {cache.pack_indexed_in(name) for name in found.lost} - {None}:
-            assert index is not None
-            cache.remove_index(index)
-        cache.remove_packs(found.lost)
-        cache.forget_files()
+        cache.forget_packs(found.lost)
     found.unreadable = [
         name
         for name in sorted(set(packs) - set(known))

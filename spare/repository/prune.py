@@ -124,11 +124,7 @@ def _check_stored(
     lost = [name for key in missing if (name := objects.pack_name(key))]
     if lost:
         repo.cache.begin()
-        for index in {repo.cache.pack_indexed_in(name) for name in lost} - {None}:
-            assert index is not None
-            repo.cache.remove_index(index)
-        repo.cache.remove_packs(lost)
-        repo.cache.forget_files()
+        repo.cache.forget_packs(lost)
         repo.cache.commit()
     raise RepositoryDamaged(
         f"{len(missing)} objects this run stored or needs are missing from the bucket (e.g. "

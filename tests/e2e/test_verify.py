@@ -24,6 +24,7 @@ from support.harness import (
 )
 
 from spare.repository.index import sync_index
+from spare.repository.objects import pack_key
 from spare.repository.snapshots import latest_snapshot
 from spare.testing.trees import MiB, regular_files, write_file
 
@@ -46,6 +47,13 @@ def source(tmp_path: Path) -> Path:
     return tree
 
 
+def flip_byte(backend: Backend, key: str, at: int | None = None) -> None:
+    """Flip one bit of the object ``key``, at ``at`` (by default, in its middle)."""
+    data = bytearray(backend.objects()[key])
+    data[len(data) // 2 if at is None else at] ^= 0x01
+    backend.put(key, bytes(data))
+
+
 def assert_names_a_file(output: str, source: Path) -> None:
     """Some files of the tree are named (relative or absolute path both count), not all of them:
     one damaged pack of several leaves files that verify must not report.
@@ -60,11 +68,7 @@ def test_flipped_byte_is_found(
     backend: Backend, env: dict[str, str], run_spare: SpareRunner, source: Path
 ) -> None:
     assert_ok(run_spare("create", "--path", source, env=env))
-    objects = backend.objects()
-    key = largest(objects, PACKS)
-    damaged = bytearray(objects[key])
-    damaged[len(damaged) // 2] ^= 0x01
-    backend.put(key, bytes(damaged))
+    flip_byte(backend, largest(backend.objects(), PACKS))
 
     result = run_spare("verify", "--path", source, env=env)
     assert result.returncode == EXIT_VERIFY_FAILED, describe(result)
@@ -133,9 +137,7 @@ def test_damaged_snapshot_root(
     keys = [key for key in objects if key.startswith(SNAPSHOTS)]
     assert len(keys) == 2, keys
     for key in keys:
-        damaged = bytearray(objects[key])
-        damaged[len(damaged) // 2] ^= 0x01
-        backend.put(key, bytes(damaged))
+        flip_byte(backend, key)
 
     assert_error(run_spare("restore", "--path", tmp_path / "restored", env=env), EXIT_DAMAGED)
     result = run_spare("verify", "--path", source, env=env)
@@ -150,11 +152,8 @@ def test_create_finds_and_heals_damage_by_itself(
     the whole bucket, ``--check-share 100``), stores the chunks anew from the files and deletes
     the damaged pack, so that verify passes again without a human."""
     assert_ok(run_spare("create", "--path", source, env=env))
-    objects = backend.objects()
-    key = largest(objects, PACKS)
-    damaged = bytearray(objects[key])
-    damaged[len(damaged) // 2] ^= 0x10
-    backend.put(key, bytes(damaged))
+    key = largest(backend.objects(), PACKS)
+    flip_byte(backend, key)
 
     healing = run_spare("create", "--path", source, "--check-share", "100", env=env)
     assert_ok(healing)
@@ -177,9 +176,7 @@ def test_the_rotating_check_reads_a_share_of_the_bucket_each_run(
     packs = sorted(backend.keys(PACKS))
     per_run = math.ceil(len(packs) / 10)
     last = packs[-1]
-    damaged = bytearray(backend.objects()[last])
-    damaged[len(damaged) // 2] ^= 0x10
-    backend.put(last, bytes(damaged))
+    flip_byte(backend, last)
     runs = 0
     while last in backend.keys(PACKS):
         assert_ok(run_spare("create", "--path", source, "--check-share", "10", env=env))
@@ -200,10 +197,7 @@ def test_verify_checks_a_share_of_the_packs(
     assert_ok(half)
     assert f"({(len(packs) + 1) // 2} of {len(packs)} packs checked)" in half.stderr, describe(half)
 
-    key = largest(backend.objects(), PACKS)
-    damaged = bytearray(backend.objects()[key])
-    damaged[len(damaged) // 2] ^= 0x10
-    backend.put(key, bytes(damaged))
+    flip_byte(backend, largest(backend.objects(), PACKS))
     codes = {run_spare("verify", "--share", "50", env=env).returncode for _ in range(12)}
     assert EXIT_VERIFY_FAILED in codes, codes  # missed 12 times in a row: 1 in 4096
     assert codes <= {0, EXIT_VERIFY_FAILED}, codes
@@ -233,10 +227,7 @@ def test_a_lost_part_of_the_file_list_costs_only_its_entries(
         copies = repo.cache.locations(snapshot.manifest_ids[1])
     assert len(copies) == 2 and copies[0].pack != copies[1].pack
     for where in copies:
-        key = f"packs/{where.pack[:2]}/{where.pack}"
-        data = bytearray(file_backend.objects()[key])
-        data[where.offset + where.length // 2] ^= 0x01
-        file_backend.put(key, bytes(data))
+        flip_byte(file_backend, pack_key(where.pack), where.offset + where.length // 2)
 
     verify = run_spare("verify", env=env)
     assert verify.returncode == EXIT_VERIFY_FAILED, describe(verify)
