@@ -122,6 +122,7 @@ class Runner:
 
 
 def run_spare(run: Runner, source: Path, target: Path, out: Outcome) -> Path:
+    (run.workdir / "repo").mkdir(exist_ok=True)  # spare creates the bucket, not the endpoint
     extra = {
         "SPARE_ENDPOINT": f"file://{run.workdir / 'repo'}",
         "SPARE_BUCKET": "fidelity",

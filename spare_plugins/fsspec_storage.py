@@ -7,13 +7,19 @@ backends can create an object atomically is known here, per protocol, because fs
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
+import hashlib
+import os
+import re
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import fsspec
+import fsspec.asyn
 
 from spare.errors import (
     AccessDenied,
@@ -57,7 +63,31 @@ S3_CODES: dict[str, type[StorageError]] = {
     "RequestTimeout": StorageTransient,
     "InternalError": StorageTransient,
     "ServiceUnavailable": StorageTransient,
+    # The body the server got is not the one sent (Content-MD5 or signed hash differ, or it is
+    # shorter than its Content-Length): sent again whole, it may arrive whole.
+    "BadDigest": StorageTransient,
+    "IncompleteBody": StorageTransient,
+    "XAmzContentSHA256Mismatch": StorageTransient,
 }
+
+#: Exceptions (by class name, from aiohttp, botocore, http.client, s3fs) that mean the connection
+#: broke or the reply was cut short after the endpoint was reached: worth another attempt.
+TRANSIENT_NAMES = frozenset(
+    {
+        "ReadTimeoutError",
+        "ConnectionClosedError",  # reset or closed by the server, before or during the reply
+        "ServerDisconnectedError",
+        "ClientOSError",
+        "ClientPayloadError",  # a body shorter than its Content-Length (aiohttp)
+        "ContentLengthError",
+        "TransferEncodingError",
+        "ResponseStreamingError",  # the connection broke while the body was read (botocore)
+        "IncompleteReadError",
+        "IncompleteRead",
+        "ResponseParserError",  # half an XML reply
+        "HTTPClientError",
+    }
+)
 
 
 def _s3_code(exc: BaseException) -> str | None:
@@ -71,6 +101,33 @@ def _s3_code(exc: BaseException) -> str | None:
     return None
 
 
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status of the botocore ClientError behind ``exc``, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict) and "ResponseMetadata" in response:
+            status = response["ResponseMetadata"].get("HTTPStatusCode")
+            return status if isinstance(status, int) else None
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _cannot_connect(exc: BaseException) -> bool:
+    """True when no connection to the endpoint could be made at all (refused, no route, no such
+    host, connect timeout): retrying at once is futile. A connection that broke after it was made
+    is not this: aiohttp's reset shows as botocore's EndpointConnectionError as well."""
+    if isinstance(exc, ConnectionRefusedError | socket.gaierror):
+        return True
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "ClientConnectorError" in names or "ConnectTimeoutError" in names:
+        return True
+    if "EndpointConnectionError" in names:
+        cause = getattr(exc, "kwargs", {}).get("error")
+        return cause is None or _cannot_connect(cause)
+    return False
+
+
 def _translate(exc: BaseException, what: str) -> StorageError:
     """Map an fsspec/s3fs/botocore exception to spare's storage errors."""
     code = _s3_code(exc)
@@ -81,6 +138,9 @@ def _translate(exc: BaseException, what: str) -> StorageError:
         if error is ObjectExists:
             return ObjectExists(f"{what}: already exists")
         return error(f"{what}: {code}")
+    status = _http_status(exc)
+    if status is not None and (status >= 500 or status == 429):  # the server's trouble, or busy
+        return StorageTransient(f"{what}: HTTP {status} ({code})")
     name = type(exc).__name__
     module = type(exc).__module__
     text = str(exc) or name
@@ -98,15 +158,16 @@ def _translate(exc: BaseException, what: str) -> StorageError:
         "PartialCredentialsError",
     ):
         return AccessDenied(f"{what}: access denied ({text}); check the access and secret key")
-    if (module.startswith("botocore") and "Connect" in name) or isinstance(
-        exc, ConnectionRefusedError
-    ):
+    if _cannot_connect(exc):
         return StorageUnreachable(f"{what}: cannot reach the endpoint ({text})")
-    if isinstance(exc, TimeoutError | ConnectionError) or name in (
-        "ReadTimeoutError",
-        "ConnectTimeoutError",
-        "ServerDisconnectedError",
-        "ClientOSError",
+    if name == "EndpointConnectionError":  # botocore's text says it could not connect: it did
+        return StorageTransient(
+            f"{what}: the connection broke ({getattr(exc, 'kwargs', {}).get('error')})"
+        )
+    if (
+        isinstance(exc, TimeoutError | ConnectionError)
+        or name in TRANSIENT_NAMES
+        or (module.startswith("botocore") and "Connection" in name)
     ):
         return StorageTransient(f"{what}: {text}")
     if isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EBUSY, errno.EAGAIN):
@@ -205,27 +266,113 @@ def _relative(name: str, root: str) -> str:
 
 
 class S3Storage(FsspecStorage):
-    """S3 through s3fs; packs are streamed from their file, never held in memory whole."""
+    """S3 through s3fs, every object checked on the way in and on the way out.
+
+    A PUT carries its Content-MD5, and a HEAD then checks the size the server kept. A GET checks
+    the length of what came back against the range asked for and the size the server states, so
+    a reply cut short is retried, never taken for the object's end.
+    """
+
+    def put(self, key: str, data: bytes) -> None:
+        self._call(f"storing {key}", lambda: self._put_object(key, data, _md5(data)))
+
+    def put_file(self, key: str, path: str) -> None:
+        # Streamed from the file, as aiohttp reads it: held whole in memory, a pack would also
+        # be copied whole into the socket's send buffer.
+        with open(path, "rb") as body:  # the host's own file: its errors are the host's
+            digest = hashlib.md5(usedforsecurity=False)
+            while chunk := body.read(1 << 20):
+                digest.update(chunk)
+            md5 = base64.b64encode(digest.digest()).decode()
+            self._call(f"storing {key}", lambda: self._put_object(key, body, md5))
 
     def create(self, key: str, data: bytes) -> None:
         # One PUT with If-None-Match: *, never a multipart upload (whose completion Ceph RGW
         # does not make conditional); the refusal is recognised by its S3 code (see S3_CODES).
         self._call(
-            f"creating {key}",
-            lambda: self.fs.call_s3(
-                "put_object", Bucket=self.root, Key=key, Body=data, IfNoneMatch="*"
-            ),
+            f"creating {key}", lambda: self._put_object(key, data, _md5(data), IfNoneMatch="*")
+        )
+
+    def _put_object(self, key: str, body: bytes | BinaryIO, md5: str, **condition: str) -> None:
+        if isinstance(body, bytes):
+            size = len(body)
+        else:
+            size = body.seek(0, os.SEEK_END)
+            body.seek(0)
+        # Straight to botocore, not through s3fs's call_s3: s3fs's retry sends the same request
+        # again, and a file the first attempt read to its end then goes as an empty object
+        # (botocore's own retries rewind it; aiohttp's refuse a consumed one). What botocore
+        # gives up on, spare's retry wrapper sends again from a file opened anew.
+        fsspec.asyn.sync(
+            self.fs.loop,
+            self.fs.s3.put_object,
+            Bucket=self.root,
+            Key=key,
+            Body=body,
+            ContentMD5=md5,
+            **condition,
+        )
+        try:
+            stored = self.fs.call_s3("head_object", Bucket=self.root, Key=key)["ContentLength"]
+        except FileNotFoundError:
+            stored = None
+        if stored == size:
+            return
+        if condition:
+            # The conditional PUT succeeded, so the object is this call's own: it goes, so that
+            # the retry can create it whole.
+            self.fs.call_s3("delete_object", Bucket=self.root, Key=key)
+        raise StorageTransient(
+            f"storing {key}: the server kept {'nothing' if stored is None else stored} "
+            f"of {size} bytes"
         )
 
     def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        first = max(0, start or 0)
+        if end is not None and end <= first:
+            self._call(
+                f"reading {key}",
+                lambda: self.fs.call_s3("head_object", Bucket=self.root, Key=key),
+            )
+            return b""
+        ranged = first > 0 or end is not None
         try:
-            return super().get(key, start, end)
+            return self._call(f"reading {key}", lambda: self._get_object(key, first, end, ranged))
         except StorageError as exc:
             # S3 refuses a range that starts at or past the end (any range of an empty
             # object); the contract cuts it at the end instead.
-            if (start is not None or end is not None) and _s3_code(exc) == "InvalidRange":
+            if ranged and _s3_code(exc) == "InvalidRange":
                 return b""
             raise
+
+    def _get_object(self, key: str, first: int, end: int | None, ranged: bool) -> bytes:
+        extra = {"Range": f"bytes={first}-{'' if end is None else end - 1}"} if ranged else {}
+        reply = self.fs.call_s3("get_object", Bucket=self.root, Key=key, **extra)
+        body = reply["Body"]
+        try:
+            # The body is read on s3fs's event loop, like s3fs's own cat_file does.
+            data: bytes = fsspec.asyn.sync(self.fs.loop, body.read)
+        finally:
+            body.close()
+        header = reply.get("ContentRange")
+        if not header:  # the whole object: aiohttp checked it against its Content-Length
+            return data[first:end] if ranged else data
+        served = _CONTENT_RANGE.fullmatch(header.strip())
+        if served is None or int(served[1]) != first:
+            raise StorageTransient(
+                f"reading {key}: the server sent {header!r}, not byte {first} on"
+            )
+        # The server states the object's size (``*``: it does not know, so it is taken at its
+        # word); "fewer bytes than asked" is the object's end only where that size says so.
+        if served[3] == "*":
+            want = int(served[2]) + 1 - first
+        else:
+            want = (int(served[3]) if end is None else min(end, int(served[3]))) - first
+        if len(data) < want:
+            raise StorageTransient(
+                f"reading {key}: the reply was cut short ({len(data)} of {want} bytes)"
+            )
+        return data[:want]
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # Page by page, keeping only key and size: s3fs's find() builds a dict per object.
@@ -246,12 +393,14 @@ class S3Storage(FsspecStorage):
 
         return self._call_iter(f"listing {self.root}", listing())
 
-    def put_file(self, key: str, path: str) -> None:
-        def put() -> None:
-            with open(path, "rb") as body:
-                self.fs.call_s3("put_object", Bucket=self.root, Key=key, Body=body)
 
-        self._call(f"storing {key}", put)
+def _md5(data: bytes) -> str:
+    """The Content-MD5 header of ``data``."""
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+#: A ranged reply's Content-Range: its first and last byte, and the object's size.
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 def make_s3(location: StorageLocation) -> Storage:

@@ -7,7 +7,9 @@ operation, then every component of a key from the one above it, with ``O_NOFOLLO
 ``O_DIRECTORY`` for directories), never by a full path: no symlink is followed, written through or
 deleted through, and only regular files are read as objects (a FIFO is opened non-blocking, so it
 cannot hang a read). What spare creates is private: directories 0700, files 0600, whatever the
-umask. The endpoint itself is the user's choice and may be reached through symlinks.
+umask. The endpoint itself is the user's choice and may be reached through symlinks; it must
+exist (spare creates the bucket directory in it, never the endpoint: a missing endpoint is most
+often a disk that is not mounted).
 """
 
 from __future__ import annotations
@@ -227,10 +229,12 @@ class LocalStorage(Storage):
         try:
             endpoint = os.open(self.endpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
-            if not create:
-                raise _NotThere(self.path) from None
-            os.makedirs(self.endpoint, DIRECTORY_MODE, exist_ok=True)
-            endpoint = os.open(self.endpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            # Most often a backup disk that is not mounted: creating the directory would write
+            # the backup onto the root file system, under the mount point.
+            raise StorageUnreachable(
+                f"{self.endpoint} does not exist: is the disk mounted? spare creates only the "
+                "bucket directory below it"
+            ) from None
         except NotADirectoryError:
             raise StorageUnreachable(
                 f"the endpoint {self.endpoint} is not a directory; check --endpoint"

@@ -197,6 +197,32 @@ def test_unreachable_endpoint(password: str, run_spare: SpareRunner, source: Pat
     assert_error(run_spare("create", "--path", source, env=env, timeout=150), EXIT_UNREACHABLE)
 
 
+def test_missing_mount_is_never_written_to(
+    password: str, run_spare: SpareRunner, source: Path, tmp_path: Path
+) -> None:
+    """``file:///mnt/backup`` with nothing mounted there: 10, and no directory made on the way,
+    so a backup never fills the root file system under an empty mount point."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    env = {
+        "SPARE_ENDPOINT": f"file://{mnt / 'backup'}",
+        "SPARE_BUCKET": "host1",
+        "SPARE_PASSWORD": password,
+    }
+    line = assert_error(run_spare("create", "--path", source, env=env), EXIT_UNREACHABLE)
+    assert f"{mnt / 'backup'} does not exist: is the disk mounted?" in line
+    line = assert_error(
+        run_spare("restore", "--path", tmp_path / "target", env=env), EXIT_UNREACHABLE
+    )
+    assert "is the disk mounted?" in line
+    assert list(mnt.iterdir()) == []
+    assert not (tmp_path / "target").exists()
+    # Mounted (here: made), the same command backs up into the bucket directory it creates.
+    (mnt / "backup").mkdir()
+    assert_ok(run_spare("create", "--path", source, env=env))
+    assert (mnt / "backup" / "host1" / "config").is_file()
+
+
 @pytest.fixture
 def strict_s3(tmp_path: Path) -> Iterator[S3Server]:
     """An S3 endpoint that checks credentials.

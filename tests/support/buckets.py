@@ -178,6 +178,8 @@ class FileBackend(Backend):
         self.root = root
         self.bucket = bucket
         self.path = root / bucket
+        # The endpoint exists, as a mounted backup disk does: spare never creates it.
+        root.mkdir(parents=True, exist_ok=True)
         self.env = {
             "SPARE_ENDPOINT": "file://" + str(root),
             # Keys make no sense for a directory; set anyway, as a sysadmin's profile would.

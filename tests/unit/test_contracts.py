@@ -25,6 +25,7 @@ def make_storage(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> S
         server: S3Server = request.getfixturevalue("s3_server")
         location = StorageLocation("s3", server.url, bucket, server.access_key, server.secret_key)
     elif kind == "file":
+        (tmp_path / "store").mkdir(exist_ok=True)
         location = StorageLocation("file", str(tmp_path / "store"), bucket)
     else:
         location = StorageLocation("memory", secrets.token_hex(6), bucket)

@@ -24,7 +24,10 @@ T = TypeVar("T")
 
 @pytest.fixture
 def endpoint(tmp_path: Path) -> Path:
-    return tmp_path / "store"
+    """The endpoint directory: it exists, as a mounted backup disk does."""
+    directory = tmp_path / "store"
+    directory.mkdir()
+    return directory
 
 
 @pytest.fixture
@@ -197,7 +200,6 @@ def test_a_directory_named_as_an_object(bucket: Storage, endpoint: Path) -> None
 
 # -- the bucket directory and the endpoint ---------------------------------------------------
 def test_the_bucket_directory_must_not_be_a_symlink(endpoint: Path, outside: Path) -> None:
-    endpoint.mkdir()
     (endpoint / "bucket").symlink_to(outside)
     storage = file_storage(endpoint, "bucket")
     before = tree(outside)
@@ -230,7 +232,25 @@ def test_a_missing_bucket_is_empty(endpoint: Path) -> None:
     with pytest.raises(ObjectNotFound):
         storage.get("config")
     storage.delete(["config"])
-    assert not endpoint.exists()
+    assert list(endpoint.iterdir()) == []
+
+
+def test_a_missing_endpoint_is_refused_and_never_created(endpoint: Path) -> None:
+    """An unmounted backup disk: nothing is written to the mount point's directory."""
+    mount_point = endpoint / "mnt" / "backup"
+    storage = file_storage(mount_point, "bucket")
+    calls: list[Callable[[], object]] = [
+        storage.ensure_bucket,
+        lambda: storage.put("config", b"{}"),
+        lambda: storage.create("lock", b"holder"),
+        lambda: storage.get("config"),
+        lambda: list(storage.list()),
+        lambda: storage.delete(["config"]),
+    ]
+    for call in calls:
+        with pytest.raises(StorageUnreachable, match=r"backup does not exist: is the disk mounted"):
+            call()
+    assert list(endpoint.iterdir()) == []
 
 
 # -- what spare creates is private -----------------------------------------------------------
