@@ -109,8 +109,8 @@ def create(ctx: Context, options: BackupOptions) -> CreateStats:
             note_sync(synced, warn.note, "this run")
             if check_rotating_share(repo, options.check_share):
                 warn.note(
-                    "damaged blobs were found in the packs checked by this run; it stores "
-                    "their chunks anew and deletes the damaged copies"
+                    "this run's check found damaged objects in the bucket (see above); it "
+                    "stores what they held anew and deletes them"
                 )
             stats = _backup(repo, ctx, source, options, previous, warn, held)
     finally:

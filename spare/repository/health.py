@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from spare.errors import ObjectNotFound, RepositoryDamaged
 from spare.repository import objects
 from spare.repository.cache import Cache
+from spare.repository.index import check_index
 from spare.repository.packs import read_pack
 from spare.repository.repo import Repository
 
@@ -77,24 +78,41 @@ def choose_share(packs: list[str], share: float) -> list[str]:
 
 
 def check_rotating_share(repo: Repository, share: float) -> int:
-    """Check the next ``share`` percent of the bucket's packs, by name, after those checked by
-    the previous run; returns how many damaged blobs it found (and marked)."""
+    """Check the next ``share`` percent of the bucket's packs and index objects, by name, after
+    those checked by the previous run; returns how many damaged objects and blobs it found.
+
+    Damaged blobs are marked; a damaged index object is forgotten, so that this run writes what
+    it listed anew (from the cache, which read it whole before) and its prune deletes it.
+    """
     cache = repo.cache
-    packs = sorted(cache.pack_names())
-    if share <= 0 or not packs:
-        return 0
-    count = min(len(packs), math.ceil(len(packs) * share / 100))
-    after = cache.get_meta("checked_up_to") or ""
-    start = next((i for i, name in enumerate(packs) if name > after), 0)
-    chosen = (packs[start:] + packs[:start])[:count]
     damaged = []
-    for pack in chosen:
+    for pack in _rotating(cache, sorted(cache.pack_names()), share, "checked_up_to"):
         found = check_pack(repo, cache, pack)
         if found.problem or found.damaged:
             log.warning("pack %s is damaged (%s)", pack, found.problem or "a blob does not check")
         damaged += [(chunk, pack) for chunk in found.to_replace]
+    bad_indexes = []
+    for name in _rotating(cache, sorted(cache.index_names()), share, "indexes_checked_up_to"):
+        problem = check_index(repo, name)
+        if problem:
+            log.warning("index object %s is damaged (%s)", name, problem)
+            bad_indexes.append(name)
     cache.begin()
-    cache.set_meta("checked_up_to", chosen[-1])
     cache.mark_damaged(damaged)
+    for name in bad_indexes:
+        cache.remove_index(name)
     cache.commit()
-    return len(damaged)
+    return len(damaged) + len(bad_indexes)
+
+
+def _rotating(cache: Cache, names: list[str], share: float, cursor: str) -> list[str]:
+    """The next ``share`` percent of ``names`` after the last one chosen before (at least one,
+    unless the share is 0), remembered under ``cursor``."""
+    if share <= 0 or not names:
+        return []
+    count = min(len(names), math.ceil(len(names) * share / 100))
+    after = cache.get_meta(cursor) or ""
+    start = next((i for i, name in enumerate(names) if name > after), 0)
+    chosen = (names[start:] + names[:start])[:count]
+    cache.set_meta(cursor, chosen[-1])
+    return chosen

@@ -11,7 +11,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from spare.errors import RepositoryDamaged
+from spare.errors import ObjectNotFound, RepositoryDamaged
 from spare.repository import objects
 from spare.repository.cache import Cache
 from spare.repository.objects import BLOB_RECORD, BlobRecord
@@ -87,13 +87,28 @@ def sync_index(repo: Repository, cache: Cache | None = None) -> IndexSync:
 
 
 def _load_index(repo: Repository, cache: Cache, name: str) -> None:
+    for pack in _read_index(repo, name):
+        cache.add_pack(pack, indexed_in=name)
+    cache.add_index(name)
+
+
+def _read_index(repo: Repository, name: str) -> list[PackInfo]:
+    """What the index object ``name`` lists; all of it decodes, or RepositoryDamaged."""
     data = objects.read_whole(repo.storage, objects.index_key(name), "index object")
     if objects.content_name(data) != name:
         raise RepositoryDamaged(f"index object {name} does not match its checksum")
-    body = repo.decode_object(data, objects.KIND_INDEX, b"index")
-    for pack in list(decode_index(body)):  # all of it decodes, or none of it is used
-        cache.add_pack(pack, indexed_in=name)
-    cache.add_index(name)
+    return list(decode_index(repo.decode_object(data, objects.KIND_INDEX, b"index")))
+
+
+def check_index(repo: Repository, name: str) -> str | None:
+    """What is wrong with the index object ``name``, or None if it reads whole."""
+    try:
+        _read_index(repo, name)
+    except ObjectNotFound:
+        return "it is missing"
+    except RepositoryDamaged as exc:
+        return str(exc)
+    return None
 
 
 def _adopt_pack(repo: Repository, cache: Cache, name: str, size: int) -> bool:

@@ -167,6 +167,26 @@ def test_create_finds_and_heals_damage_by_itself(
         assert (target / rel).read_bytes() == (source / rel).read_bytes(), rel
 
 
+def test_create_replaces_a_damaged_index_object_by_itself(
+    backend: Backend, env: dict[str, str], run_spare: SpareRunner, source: Path, tmp_path: Path
+) -> None:
+    """An index object rots on a host whose cache read it long ago: the rotating check finds
+    it, and the run writes what it listed anew and deletes it; a new host then restores."""
+    assert_ok(run_spare("create", "--path", source, env=env))
+    (index,) = backend.keys("index/")
+    flip_byte(backend, index)
+    healing = run_spare("create", "--path", source, "--check-share", "100", env=env)
+    assert_ok(healing)
+    assert "index object" in healing.stderr, describe(healing)
+    assert index not in backend.keys("index/") and backend.keys("index/")
+    new_host = SpareRunner(tmp_path / "new-host")
+    assert_ok(new_host("verify", env=env))
+    target = tmp_path / "restored"
+    assert_ok(new_host("restore", "--path", target, env=env))
+    for rel in regular_files(source):
+        assert (target / rel).read_bytes() == (source / rel).read_bytes(), rel
+
+
 def test_the_rotating_check_reads_a_share_of_the_bucket_each_run(
     backend: Backend, env: dict[str, str], run_spare: SpareRunner, source: Path
 ) -> None:
