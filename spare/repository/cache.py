@@ -14,6 +14,7 @@ become spare's errors, one line and an exit code; any other SQLite error is a bu
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -24,6 +25,8 @@ from typing import Any, NamedTuple
 from spare.errors import LocalSystemError, Locked, SpareError
 from spare.repository.objects import BlobRecord
 from spare.repository.packs import PackInfo
+
+log = logging.getLogger("spare")
 
 #: Seconds a statement waits for another process's write to the same database to end. Commands
 #: that share a cache also share a bucket, whose lock they take first, so only a spare still
@@ -76,6 +79,26 @@ def _full(directory: Path) -> bool:
     return st.f_bavail * st.f_frsize < NEARLY_FULL
 
 
+#: SQLite's primary result codes that mean the database file is damaged.
+_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+class CacheDamaged(LocalSystemError):
+    """The database file is damaged (a disk fault, a crash of the file system): it is removed,
+    and rebuilt from the bucket by the next run."""
+
+
+def _damaged(exc: sqlite3.Error) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in _DAMAGED
+
+
+def remove_database(path: Path) -> None:
+    """Remove the database ``path`` with its journal files."""
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm", f"{path.name}-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            (path.parent / name).unlink()
+
+
 @contextlib.contextmanager
 def _translated(path: Path) -> Iterator[None]:
     try:
@@ -85,6 +108,14 @@ def _translated(path: Path) -> Iterator[None]:
         if error is None:
             raise
         raise error from exc
+    except sqlite3.DatabaseError as exc:
+        if not _damaged(exc):
+            raise
+        remove_database(path)
+        raise CacheDamaged(
+            f"the local cache {path} is damaged ({exc}); it was removed, and the next run "
+            "rebuilds it from the bucket: check the disk it was on (dmesg)"
+        ) from exc
 
 
 class _Connection(sqlite3.Connection):
@@ -164,7 +195,16 @@ class Cache:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            self._open()
+        except CacheDamaged as exc:
+            # Found on opening: nothing was read from it yet, so start afresh at once.
+            self.db.close()
+            log.warning("%s", exc.message.split(";")[0] + "; rebuilding it from the bucket")
+            self._open()
+
+    def _open(self) -> None:
+        self.db = connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         # Small page caches: create's memory budget is 100 MiB, and the OS caches the file anyway.

@@ -259,3 +259,23 @@ def test_full_target(
     assert "restore target" in line, line
     run("umount", target)
     assert_restores(run_spare, env, backed_up, tmp_path / "roomy")
+
+
+def test_a_damaged_cache_file_is_rebuilt(
+    file_backend: Backend, password: str, run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """The disk damaged the local cache: the next run says so, rebuilds it from the bucket and
+    backs up as usual, with no traceback."""
+    env = {**file_backend.env, "SPARE_PASSWORD": password}
+    source = tmp_path / "source"
+    write_file(source / "a.bin", os.urandom(MiB), 0o644)
+    assert_ok(run_spare("create", "--path", source, env=env))
+    (database,) = run_spare.cache_dir.glob("*/cache.sqlite")
+    with open(database, "r+b") as file:
+        file.write(b"\xff" * 100)  # the header: no longer an SQLite database
+    result = run_spare("create", "--path", source, env=env)
+    assert_ok(result)
+    assert "local cache" in result.stderr and "damaged" in result.stderr, result.stderr
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    assert_trees_equal(snapshot_tree(source), snapshot_tree(target))

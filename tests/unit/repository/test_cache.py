@@ -321,3 +321,19 @@ def test_other_sqlite_errors_stay_bugs(cache: Cache) -> None:
     """Only what the host refuses is translated: a wrong statement still crashes loudly."""
     with pytest.raises(sqlite3.OperationalError, match="syntax error"):
         cache.db.execute("SELEKT 1")
+
+
+@pytest.mark.parametrize(
+    "garbage", [b"not a database at all" * 300, b"SQLite format 3\0" + bytes(4000)]
+)
+def test_a_damaged_cache_file_is_rebuilt(tmp_path: Path, garbage: bytes) -> None:
+    """A cache file damaged by the disk is removed and started afresh, never a traceback: it is
+    all rebuilt from the bucket."""
+    path = tmp_path / "cache.sqlite"
+    path.write_bytes(garbage)
+    cache = Cache(path)
+    try:
+        cache.add_pack(pack(PACK_A, (1, 10, 100, 400)), indexed_in=None)
+        assert cache.pack_names() == {PACK_A}
+    finally:
+        cache.close()
