@@ -114,7 +114,10 @@ def open_repository(
         keys = made or _unlock(config, password)
     else:
         config, keys = _choose(candidates, password, remembered, early)
-    replaced = remembered is not None and config.get("id") != remembered.get("id")
+    # An empty bucket made anew is no replacement: emptying a bucket is in its holder's power.
+    replaced = (
+        bool(candidates) and remembered is not None and config.get("id") != remembered.get("id")
+    )
     if replaced and not force:
         assert remembered is not None
         raise IdentityMismatch(

@@ -275,6 +275,22 @@ def test_precreated_empty_bucket(
     assert (target / "a.txt").read_bytes() == b"a\n"
 
 
+def test_a_bucket_emptied_by_its_holder_starts_a_new_backup(
+    backend: Backend, env: dict[str, str], run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """Every object deleted (the sysadmin starts over, a lifecycle rule): the host that backed up
+    there before makes a new repository in it, without --force."""
+    source = tmp_path / "source"
+    write_file(source / "a.txt", b"a\n", 0o644)
+    assert_ok(run_spare("create", "--path", source, env=env))
+    for key in backend.keys():
+        backend.delete(key)
+    assert_ok(run_spare("create", "--path", source, env=env))
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    assert (target / "a.txt").read_bytes() == b"a\n"
+
+
 def test_special_files(
     file_backend: Backend, password: str, run_spare: SpareRunner, tmp_path: Path
 ) -> None:
