@@ -283,7 +283,7 @@ def test_a_bucket_emptied_by_its_holder_starts_a_new_backup(
     source = tmp_path / "source"
     write_file(source / "a.txt", b"a\n", 0o644)
     assert_ok(run_spare("create", "--path", source, env=env))
-    for key in backend.keys():
+    for key in backend.objects():
         backend.delete(key)
     assert_ok(run_spare("create", "--path", source, env=env))
     target = tmp_path / "restored"
