@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spare.commands.context import READERS, Context, reading
-from spare.console import say
+from spare.console import Warnings, say
 from spare.errors import CompletedWithWarnings, RepositoryDamaged, VerifyFailed
 from spare.repository.cache import Cache, ChunkSet
 from spare.repository.health import PackCheck, check_pack, choose_share
@@ -54,13 +54,10 @@ class Verifier:
 
     def run(self, snapshot: Snapshot) -> VerifyStats:
         try:
-            for key in damaged_config_copies(self.repo):
-                self._report(f"the bucket's {key} is missing or damaged; the next create stores it")
-            for key in damaged_root_copies(self.repo, snapshot):
-                self._report(
-                    f"the snapshot root {key} is missing or damaged; the next create stores the "
-                    "snapshot anew"
-                )
+            self._check_copies(
+                damaged_config_copies(self.repo), "the bucket's", all_missing=True
+            )
+            self._check_copies(damaged_root_copies(self.repo, snapshot), "the snapshot root")
             # Packs that no index names and that do not open are noted by reading(): they are
             # an interrupted upload's or not this repository's, and no part of the backup.
             synced = sync_index(self.repo, self.cold)
@@ -97,6 +94,17 @@ class Verifier:
                 "(listed above); the next create repairs them"
             )
         return VerifyStats(packs=len(packs), checked=len(chosen))
+
+    def _check_copies(self, found: dict[str, str], what: str, *, all_missing: bool = False) -> None:
+        """Report damaged copies of an object stored twice. A missing one is only noted (a
+        create killed between storing the two leaves one; the next create stores both), unless
+        ``all_missing`` and both are missing."""
+        for key, how in found.items():
+            message = f"{what} {key} is {how}; the next create stores it again"
+            if how == "missing" and not (all_missing and len(found) == 2):
+                Warnings().note(message)
+            else:
+                self._report(message)
 
     def _forget_indexes(self, names: list[str]) -> None:
         """Make the local cache forget damaged index objects: a cache that knows an index object

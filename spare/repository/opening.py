@@ -153,24 +153,27 @@ def _choose(
     raise first_error
 
 
-def damaged_config_copies(repo: Repository) -> list[str]:
-    """The keys of the config's copies that are missing or differ from the config in use."""
+def damaged_config_copies(repo: Repository) -> dict[str, str]:
+    """The config's copies that are ``"missing"`` or ``"damaged"`` (differ from the config in
+    use), by key."""
     canonical = _encode(repo.config)
-    damaged = []
+    found = {}
     for key in objects.CONFIG_KEYS:
         try:
             if objects.read_whole(repo.storage, key, "config") == canonical:
                 continue
-        except (ObjectNotFound, RepositoryDamaged):
-            pass
-        damaged.append(key)
-    return damaged
+            found[key] = "damaged"
+        except ObjectNotFound:
+            found[key] = "missing"
+        except RepositoryDamaged:
+            found[key] = "damaged"
+    return found
 
 
 def repair_config(repo: Repository) -> list[str]:
     """Store the config again where a copy of it is missing or differs; returns the keys
     written. Only while holding the bucket lock."""
-    written = damaged_config_copies(repo)
+    written = list(damaged_config_copies(repo))
     for key in written:
         repo.storage.put(key, _encode(repo.config))
     return written

@@ -103,15 +103,19 @@ def _read_root(repo: Repository, keys: list[str]) -> Snapshot | None:
     return None
 
 
-def damaged_root_copies(repo: Repository, snapshot: Snapshot) -> list[str]:
-    """The keys of ``snapshot``'s two root objects that are missing, damaged or hold another
-    root."""
-    damaged = []
+def damaged_root_copies(repo: Repository, snapshot: Snapshot) -> dict[str, str]:
+    """``snapshot``'s two root objects that are ``"missing"``, or ``"damaged"`` (unreadable, or
+    holding another root), by key."""
+    listed = {info.key for info in repo.storage.list(objects.SNAPSHOTS)}
+    found = {}
     for key in objects.snapshot_keys(snapshot.name):
-        found = _read_root(repo, [key])
-        if found is None or replace(found, name=snapshot.name) != snapshot:
-            damaged.append(key)
-    return damaged
+        if key not in listed:
+            found[key] = "missing"
+            continue
+        root = _read_root(repo, [key])
+        if root is None or replace(root, name=snapshot.name) != snapshot:
+            found[key] = "damaged"
+    return found
 
 
 def latest_snapshot(repo: Repository) -> Snapshot | None:
