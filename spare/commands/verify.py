@@ -54,9 +54,7 @@ class Verifier:
 
     def run(self, snapshot: Snapshot) -> VerifyStats:
         try:
-            self._check_copies(
-                damaged_config_copies(self.repo), "the bucket's", all_missing=True
-            )
+            self._check_copies(damaged_config_copies(self.repo), "the bucket's", all_missing=True)
             self._check_copies(damaged_root_copies(self.repo, snapshot), "the snapshot root")
             # Packs that no index names and that do not open are noted by reading(): they are
             # an interrupted upload's or not this repository's, and no part of the backup.
