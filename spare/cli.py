@@ -235,6 +235,14 @@ def cli() -> None:
     help="Download and check this percent of the bucket's packs first, the next ones each "
     "run, and store anew what is found damaged (0 to check none).",
 )
+@option(
+    "--jobs",
+    envvar="SPARE_JOBS",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Compress and encrypt on this many cores (spare uses one unless told).",
+)
 def create(
     ctx: Context,
     path: str | None,
@@ -244,6 +252,7 @@ def create(
     limit_upload: int | None,
     pack_size: int,
     check_share: float,
+    jobs: int,
 ) -> None:
     """Back up --path into the bucket, keeping exactly this one snapshot."""
     from spare.commands.create import BackupOptions
@@ -260,6 +269,7 @@ def create(
         pack_size << 20,
         limit_upload * 1024 if limit_upload else None,
         check_share,
+        jobs,
     )
     stats = run(ctx, options)
     tell(

@@ -64,6 +64,8 @@ class BackupOptions:
     limit_upload: int | None = None
     #: Percent of the bucket's packs downloaded and checked before the backup.
     check_share: float = CHECK_SHARE
+    #: Cores the run may use: chunks are compressed and encrypted in this many threads.
+    jobs: int = 1
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def create(ctx: Context, options: BackupOptions) -> CreateStats:
     """Back up ``options.path``; returns the run's statistics. Raises CompletedWithWarnings."""
     source = os.path.abspath(options.path)
     root_stat = _check_source(source)
-    limit_to_one_core()
+    limit_cores(options.jobs)
     repo = ctx.open(
         create=True,
         compression=options.compression,
@@ -120,12 +122,14 @@ def create(ctx: Context, options: BackupOptions) -> CreateStats:
     return stats
 
 
-def limit_to_one_core() -> None:
-    """Keep create on one core, as promised; the host it runs on is a production server."""
+def limit_cores(jobs: int) -> None:
+    """Keep create on one core, as promised, or on the ``--jobs`` cores the user allows: the
+    host it runs on is a production server."""
     if hasattr(os, "sched_setaffinity"):
         cores = sorted(os.sched_getaffinity(0))
-        if len(cores) > 1:
-            os.sched_setaffinity(0, {cores[os.getpid() % len(cores)]})
+        if len(cores) > jobs:
+            first = os.getpid() % len(cores)
+            os.sched_setaffinity(0, {cores[(first + i) % len(cores)] for i in range(jobs)})
 
 
 def _check_source(source: str) -> os.stat_result:
@@ -191,7 +195,7 @@ def _backup(
         cache.forget_files()
     cache.start_files()
     cache.start_live()
-    store = ChunkStore(repo, options.pack_size)
+    store = ChunkStore(repo, options.pack_size, options.jobs)
     manifest = ManifestWriter(store.tmpdir)
     try:
         cache_dir = os.fsencode(os.path.realpath(ctx.cache_root))
@@ -271,12 +275,12 @@ def _backup(
 def _store_manifest(store: ChunkStore, manifest: ManifestWriter) -> list[bytes]:
     """Store the file list twice, in packs of its own: losing a data pack costs the files in it,
     losing any one pack costs nothing of the list. Returns its chunk ids."""
-    store.packs.flush()
+    store.flush()
     manifest_ids, _ = store.store_stream(manifest.finish())
-    store.packs.flush()
+    store.flush()
     if any(store.repo.cache.good_copies(chunk) < 2 for chunk in manifest_ids):
         store.store_stream(manifest.finish(), copies=2)
-        store.packs.flush()
+        store.flush()
     store.repo.cache.add_live(manifest_ids, copies=2)
     return manifest_ids
 

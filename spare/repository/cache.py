@@ -153,30 +153,40 @@ def connect(path: Path, **options: Any) -> sqlite3.Connection:
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS packs(
-    name TEXT PRIMARY KEY, transforms TEXT NOT NULL, size INTEGER NOT NULL, indexed_in TEXT,
-    known INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS chunks(
-    id BLOB NOT NULL, pack TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, transforms TEXT NOT NULL,
+    size INTEGER NOT NULL, indexed_in TEXT, known INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS chunk_copies(
+    id BLOB NOT NULL, pack INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
     size INTEGER NOT NULL, PRIMARY KEY(id, pack)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks(pack);
+CREATE INDEX IF NOT EXISTS chunk_copies_by_pack ON chunk_copies(pack);
+CREATE VIEW IF NOT EXISTS chunks AS
+    SELECT c.id, p.name AS pack, c.offset, c.length, c.size
+    FROM chunk_copies c JOIN packs p ON p.id = c.pack;
 CREATE TABLE IF NOT EXISTS damaged(id BLOB NOT NULL, pack TEXT NOT NULL, PRIMARY KEY(id, pack))
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS index_objects(name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS files(
     path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER,
     chunks BLOB) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS files_next(
-    path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER,
-    chunks BLOB) WITHOUT ROWID;
 """
 
-SCHEMA_VERSION = "2"
+#: What a run fills with the files it sees; it becomes ``files`` when the snapshot is committed.
+_FILES_NEXT = """CREATE TABLE IF NOT EXISTS files_next(
+    path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER,
+    chunks BLOB) WITHOUT ROWID"""
+
+#: A cache of another schema is removed and built again from the bucket. 3: chunk copies name
+#: their pack by number (a third of the size at a million files).
+SCHEMA_VERSION = "3"
 
 #: A chunk may be stored in several packs (the manifest's two copies, a chunk stored anew because
 #: its first copy is damaged, an interrupted run's pack). Its copies are used in this order:
 #: those not known to be damaged first, then those this cache learned of first. A pack found in the
 #: bucket later (a replayed one) is never preferred to one known before.
 _PREFERENCE = "(d.id IS NOT NULL), p.known"
+
+#: Rows written at once into the tables that a create fills an entry at a time.
+_BATCH = 4096
 
 #: Files forgotten one by one when chunks are found damaged; beyond this many, all of them.
 _FORGET_ONE_BY_ONE = 64
@@ -204,7 +214,13 @@ class Cache:
             self._open()
 
     def _open(self) -> None:
+        # Rows of the live and files_next tables, written a batch at a time.
+        self._live_rows: list[tuple[bytes, int]] = []
+        self._file_rows: list[tuple[bytes, int, int, int, int, bytes]] = []
         self.db = connect(self.path, isolation_level=None, check_same_thread=False)
+        # Pages freed by a run (the files of the previous one) go back to the file system. Set
+        # before anything is written, as only a new database takes it.
+        self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         # Small page caches: create's memory budget is 100 MiB, and the OS caches the file anyway.
@@ -212,16 +228,18 @@ class Cache:
         self.db.execute("PRAGMA temp_store=FILE")
         self.db.execute("PRAGMA temp.cache_size=-1024")
         if self.get_meta("schema") not in (None, SCHEMA_VERSION):
-            self.db.executescript(
-                "DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS packs;"
-                "DROP TABLE IF EXISTS chunks;"
-                "DROP TABLE IF EXISTS index_objects; DROP TABLE IF EXISTS files;"
-                "DROP TABLE IF EXISTS files_next; DROP TABLE IF EXISTS damaged;"
-            )
-        self.db.executescript(SCHEMA)
+            self.db.close()
+            remove_database(self.path)
+            self._open()
+            return
+        self.db.executescript(SCHEMA + _FILES_NEXT)
         self.set_meta("schema", SCHEMA_VERSION)
 
     def close(self) -> None:
+        if not self.db.in_transaction:
+            # What the run freed (the previous run's files, pruned packs) goes back to the
+            # file system. The pragma frees one page per step: executescript steps to the end.
+            self.db.executescript("PRAGMA incremental_vacuum;")
         self.db.close()
 
     def begin(self) -> None:
@@ -321,14 +339,17 @@ class Cache:
             "size=excluded.size, indexed_in=excluded.indexed_in",
             (pack.name, ",".join(pack.transforms), pack.size, indexed_in),
         )
+        (number,) = self.db.execute("SELECT id FROM packs WHERE name=?", (pack.name,)).fetchone()
         self.db.executemany(
-            "INSERT OR REPLACE INTO chunks(id, pack, offset, length, size) VALUES(?,?,?,?,?)",
-            ((b.chunk_id, pack.name, b.offset, b.length, b.size) for b in pack.blobs),
+            "INSERT OR REPLACE INTO chunk_copies(id, pack, offset, length, size) VALUES(?,?,?,?,?)",
+            ((b.chunk_id, number, b.offset, b.length, b.size) for b in pack.blobs),
         )
 
     def remove_packs(self, names: Iterable[str]) -> None:
         for name in names:
-            self.db.execute("DELETE FROM chunks WHERE pack=?", (name,))
+            self.db.execute(
+                "DELETE FROM chunk_copies WHERE pack=(SELECT id FROM packs WHERE name=?)", (name,)
+            )
             self.db.execute("DELETE FROM damaged WHERE pack=?", (name,))
             self.db.execute("DELETE FROM packs WHERE name=?", (name,))
 
@@ -426,10 +447,13 @@ class Cache:
     def clear_index(self) -> None:
         """Forget every pack and index object (damage marks stay: they name copies, wherever
         they are listed)."""
-        self.db.executescript("DELETE FROM chunks; DELETE FROM packs; DELETE FROM index_objects;")
+        self.db.executescript(
+            "DELETE FROM chunk_copies; DELETE FROM packs; DELETE FROM index_objects;"
+        )
 
     # -- live chunks (what the new snapshot references) --------------------------------------
     def start_live(self) -> None:
+        self._live_rows.clear()
         self.db.execute(
             "CREATE TEMP TABLE IF NOT EXISTS live(id BLOB PRIMARY KEY, copies INTEGER NOT NULL) "
             "WITHOUT ROWID"
@@ -438,15 +462,22 @@ class Cache:
 
     def add_live(self, chunk_ids: Iterable[bytes], copies: int = 1) -> None:
         """The new snapshot needs ``chunk_ids``, each in ``copies`` packs."""
+        self._live_rows += ((c, copies) for c in chunk_ids)
+        if len(self._live_rows) >= _BATCH:
+            self._write_live()
+
+    def _write_live(self) -> None:
         self.db.executemany(
             "INSERT INTO live(id, copies) VALUES(?, ?) "
             "ON CONFLICT(id) DO UPDATE SET copies=MAX(copies, excluded.copies)",
-            ((c, copies) for c in chunk_ids),
+            self._live_rows,
         )
+        self._live_rows.clear()
 
     def hold_live(self) -> None:
         """Choose the copies that the prune keeps: of each live chunk, as many as it needs, in
         the order of :meth:`locations`. Called again after marking damage or dropping packs."""
+        self._write_live()
         self.db.executescript(
             f"""
             DROP TABLE IF EXISTS temp.held;
@@ -498,6 +529,7 @@ class Cache:
 
     # -- files seen by the last snapshot ------------------------------------------------------
     def start_files(self) -> None:
+        self._file_rows.clear()
         self.db.execute("DELETE FROM files_next")
 
     def lookup_file(
@@ -513,16 +545,22 @@ class Cache:
     def remember_file(
         self, path: bytes, size: int, mtime_ns: int, ctime_ns: int, ino: int, chunks: bytes
     ) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO files_next VALUES(?,?,?,?,?,?)",
-            (path, size, mtime_ns, ctime_ns, ino, chunks),
+        self._file_rows.append((path, size, mtime_ns, ctime_ns, ino, chunks))
+        if len(self._file_rows) >= _BATCH:
+            self._write_files()
+
+    def _write_files(self) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO files_next VALUES(?,?,?,?,?,?)", self._file_rows
         )
+        self._file_rows.clear()
 
     def commit_files(self, snapshot: str) -> None:
         """The files seen by this run become those of ``snapshot``."""
+        self._write_files()
         self.db.executescript(
-            "BEGIN; DELETE FROM files; INSERT INTO files SELECT * FROM files_next; "
-            "DELETE FROM files_next; COMMIT;"
+            "BEGIN; DROP TABLE files; ALTER TABLE files_next RENAME TO files;"
+            f"{_FILES_NEXT}; COMMIT;"
         )
         self.set_meta("files_snapshot", snapshot)
 

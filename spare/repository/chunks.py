@@ -8,7 +8,8 @@ from typing import Any
 
 import pyfastcdc
 
-from spare.repository.packs import FinishedPack, PackWriter, Uploader, blob_context
+from spare.repository.encoder import Encoder
+from spare.repository.packs import FinishedPack, PackWriter, Uploader
 from spare.repository.repo import Repository
 from spare.sparse import Extent, extents
 
@@ -29,13 +30,14 @@ class WriteStats:
 class ChunkStore:
     """Stores each chunk once: dedup against the cache and the open pack, then pack and upload."""
 
-    def __init__(self, repo: Repository, pack_size: int = PACK_SIZE) -> None:
+    def __init__(self, repo: Repository, pack_size: int = PACK_SIZE, jobs: int = 1) -> None:
         self.repo = repo
         self.stats = WriteStats()
         self._scratch = repo.scratch_dir("packs")
         self.tmpdir = self._scratch.name
         self.uploader = Uploader(repo.storage)
         self.packs = PackWriter(repo.chain, pack_size, self.tmpdir, self._pack_full)
+        self.encoder = Encoder(repo.chain, jobs, self._encoded)
         self._zero_ids: dict[int, bytes] = {}
         chunker = repo.config["chunker"]
         self.cdc = pyfastcdc.FastCDC(
@@ -57,14 +59,25 @@ class ChunkStore:
         """
         chunk_id = self.repo.keys.chunk_id(data)
         self.stats.chunks += 1
-        if chunk_id in self.packs or self.repo.cache.good_copies(chunk_id, copies) >= copies:
+        if (
+            chunk_id in self.packs
+            or chunk_id in self.encoder
+            or self.repo.cache.good_copies(chunk_id, copies) >= copies
+        ):
             return chunk_id
-        blob = self.repo.chain.encode(data, blob_context(chunk_id))
-        self.packs.add(chunk_id, blob, len(data))
         self.stats.new_chunks += 1
         self.stats.new_bytes += len(data)
-        self.stats.stored_bytes += len(blob)
+        self.encoder.submit(chunk_id, data)
         return chunk_id
+
+    def _encoded(self, chunk_id: bytes, blob: bytes, size: int) -> None:
+        self.packs.add(chunk_id, blob, size)
+        self.stats.stored_bytes += len(blob)
+
+    def flush(self) -> None:
+        """Finish the pack being filled, with every chunk stored so far."""
+        self.encoder.drain()
+        self.packs.flush()
 
     def store_stream(
         self, stream: Any, size: int | None = None, copies: int = 1
@@ -114,16 +127,19 @@ class ChunkStore:
 
     def store_raw(self, chunk_id: bytes, blob: bytes, size: int) -> None:
         """Store an already encoded blob (the prune's repacking copies blobs unchanged)."""
+        self.encoder.drain()
         self.packs.add(chunk_id, blob, size)
 
     def finish(self) -> None:
         """Flush the last pack and wait until every upload has finished."""
-        self.packs.flush()
+        self.flush()
+        self.encoder.close()
         self.uploader.close()
         self._scratch.cleanup()
 
     def abandon(self) -> None:
         """On interruption: the upload in flight finishes whole (bounded), nothing new starts."""
+        self.encoder.close()
         self.packs.discard()
         try:
             self.uploader.close(timeout=30)

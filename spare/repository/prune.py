@@ -157,7 +157,7 @@ def _repack(repo: Repository, packs: Iterable[str], pack_size: int) -> list[str]
                 store = ChunkStore(repo, pack_size)
             for record, stored in copies:
                 if record.chunk_id in store.packs:
-                    store.packs.flush()  # the second copy of a chunk goes into another pack
+                    store.flush()  # the second copy of a chunk goes into another pack
                 store.store_raw(record.chunk_id, stored, record.size)
             done.append(pack)
     if store is not None:

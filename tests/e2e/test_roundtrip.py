@@ -396,3 +396,23 @@ def test_change_behind_an_unchanged_mtime_is_backed_up(
     target = tmp_path / "restored"
     assert_ok(run_spare("restore", "--path", target, env=env))
     assert_trees_equal(expected, snapshot_tree(target))
+
+
+def test_jobs_store_what_one_core_stores(
+    file_backend: Backend, password: str, source: Path, tmp_path: Path
+) -> None:
+    """``--jobs 3`` compresses in threads: the backup restores the same on a new host, and an
+    unchanged tree then uploads nothing new with one core."""
+    env = {**file_backend.env, "SPARE_PASSWORD": password}
+    write_file(source / "big" / "text.log", b"a line of a log file\n" * 400_000, 0o644)
+    write_file(source / "big" / "random.bin", os.urandom(5 * MiB), 0o644)
+    expected = snapshot_tree(source)
+    runner = SpareRunner(tmp_path / "cache")
+    assert_ok(runner("create", "--jobs", "3", "--path", source, env=env))
+    packs = complete_packs(file_backend.objects())
+
+    assert_ok(runner("create", "--path", source, env=env))
+    assert complete_packs(file_backend.objects()) == packs
+    target = tmp_path / "restored"
+    assert_ok(SpareRunner(tmp_path / "new-host")("restore", "--path", target, env=env))
+    assert_trees_equal(expected, snapshot_tree(target))

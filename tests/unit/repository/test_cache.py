@@ -337,3 +337,39 @@ def test_a_damaged_cache_file_is_rebuilt(tmp_path: Path, garbage: bytes) -> None
         assert cache.pack_names() == {PACK_A}
     finally:
         cache.close()
+
+
+def test_the_files_of_the_previous_run_leave_the_file_on_close(tmp_path: Path) -> None:
+    """A nightly run replaces every file row: the cache must not keep both runs' worth."""
+    path = tmp_path / "cache.sqlite"
+    cache = Cache(path)
+    for run in range(3):
+        cache.start_files()
+        for n in range(20_000):
+            cache.remember_file(b"dir/file-%d" % n, n, run, run, n, chunk_id(n))
+        cache.commit_files(f"snapshot-{run}")
+        cache.close()
+        if run == 0:
+            one_run = path.stat().st_size
+        cache = Cache(path)
+    assert cache.lookup_file(b"dir/file-7", 7, 2, 2, 7) == chunk_id(7)
+    assert cache.lookup_file(b"dir/file-7", 7, 1, 1, 7) is None
+    cache.close()
+    assert path.stat().st_size < one_run * 1.2
+
+
+def test_chunk_copies_follow_their_pack_by_name(cache: Cache) -> None:
+    """Copies name their pack by number: removing a pack and adding others keeps each copy
+    with the pack it is in."""
+    cache.add_pack(pack(PACK_A, (1, 10, 100, 400)), indexed_in=None)
+    cache.add_pack(pack(PACK_B, (1, 20, 100, 400), (2, 120, 50, 200)), indexed_in=None)
+    cache.remove_packs([PACK_A])
+    cache.add_pack(pack("cc" * 32, (3, 10, 70, 300)), indexed_in=None)
+    assert [where.pack for where in cache.locations(chunk_id(1))] == [PACK_B]
+    assert [(where.pack, where.offset) for where in cache.locations(chunk_id(3))] == [
+        ("cc" * 32, 10)
+    ]
+    assert cache.pack_info(PACK_B).blobs == (
+        BlobRecord(chunk_id(1), 20, 100, 400),
+        BlobRecord(chunk_id(2), 120, 50, 200),
+    )
