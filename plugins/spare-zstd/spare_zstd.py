@@ -58,9 +58,11 @@ class ZstdTransform(Transform):
     A frame must state its content size, at most :func:`size_limit`, and carry a checksum: the
     output buffer is allocated from the stated size, so a frame that would inflate past the
     limit (a "zip bomb") is refused before anything is allocated, and one that lies about its
-    size fails inside that buffer. zstandard's compressors and decompressors must not be used by
-    two threads at once, and making one per call costs twice the time on 4 KiB chunks, so each
-    thread gets its own, kept for the next call.
+    size fails inside that buffer.
+
+    zstandard's compressors and decompressors must not be used by two threads at once (sharing
+    one crashed the interpreter in a test), and making one per call takes two to four times as
+    long on a small file's 4 KiB chunk, so each thread gets its own and keeps it.
     """
 
     name = "zstd"
