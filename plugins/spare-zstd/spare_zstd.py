@@ -33,8 +33,8 @@ LEVEL = 1
 # 64 KiB alone takes ~0.9 ms. The content checksum (XXH64) costs ~3 % at level 1 and makes this
 # transform refuse a damaged frame by itself, before the chunk id check does.
 
-#: The context spare gives a chunk's blob (``spare.repository.packs.blob_context``): ``b"blob "``
-#: and the chunk id. Other contexts are objects spare reads whole (index objects, snapshot
+#: The context spare gives a blob of chunks (``spare.repository.packs.BLOB_CONTEXT``): ``b"blob "``.
+#: Other contexts are objects spare reads whole (index objects, snapshot
 #: roots, locks). The plugin's tests check that spare still names chunks so.
 CHUNK_CONTEXT = b"blob "
 #: The most a chunk's frame may decompress to. Chunks are at most the chunker's maximum: 2 MiB

@@ -311,12 +311,12 @@ class Restorer:
 
     def _restore_pack(self, pack: str, transforms: tuple[str, ...]) -> None:
         assert self.target is not None
-        places: defaultdict[int, list[Place]] = defaultdict(list)
+        places: defaultdict[tuple[int, int], list[Place]] = defaultdict(list)
         for place in self.plan.places(pack):
-            places[place[0].offset].append(place)
+            places[place[0].offset, place[0].start].append(place)
         records = [group[0][0] for group in places.values()]
         for blob in self.repo.load_blobs(pack, transforms, records):
-            here = places[blob.record.offset]
+            here = places[blob.record.offset, blob.record.start]
             if blob.plain is None:
                 self.repo.note_damage([(blob.record.chunk_id, pack)])
                 with self.found_lock:

@@ -157,33 +157,39 @@ CREATE TABLE IF NOT EXISTS packs(
     size INTEGER NOT NULL, indexed_in TEXT, known INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS chunk_copies(
     id BLOB NOT NULL, pack INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
-    size INTEGER NOT NULL, PRIMARY KEY(id, pack)) WITHOUT ROWID;
+    size INTEGER NOT NULL, start INTEGER NOT NULL, PRIMARY KEY(id, pack)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS chunk_copies_by_pack ON chunk_copies(pack);
 CREATE VIEW IF NOT EXISTS chunks AS
-    SELECT c.id, p.name AS pack, c.offset, c.length, c.size
+    SELECT c.id, p.name AS pack, c.offset, c.length, c.size, c.start
     FROM chunk_copies c JOIN packs p ON p.id = c.pack;
 CREATE TABLE IF NOT EXISTS damaged(id BLOB NOT NULL, pack TEXT NOT NULL, PRIMARY KEY(id, pack))
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS index_objects(name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS files(
-    path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER,
+    key BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER,
     chunks BLOB) WITHOUT ROWID;
 """
 
 #: What a run fills with the files it sees; it becomes ``files`` when the snapshot is committed.
 _FILES_NEXT = """CREATE TABLE IF NOT EXISTS files_next(
-    path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER,
+    key BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER,
     chunks BLOB) WITHOUT ROWID"""
 
 #: A cache of another schema is removed and built again from the bucket. 3: chunk copies name
-#: their pack by number (a third of the size at a million files).
-SCHEMA_VERSION = "3"
+#: their pack by number (a third of the size at a million files). 4: small chunks share blobs.
+SCHEMA_VERSION = "4"
 
 #: A chunk may be stored in several packs (the manifest's two copies, a chunk stored anew because
 #: its first copy is damaged, an interrupted run's pack). Its copies are used in this order:
 #: those not known to be damaged first, then those this cache learned of first. A pack found in the
 #: bucket later (a replayed one) is never preferred to one known before.
 _PREFERENCE = "(d.id IS NOT NULL), p.known"
+
+def _walk_key(path: bytes) -> bytes:
+    """``path`` as the files table sorts it: in the order of the walk (parents first, names
+    sorted as bytes), as a separator below any byte a name can hold puts "a/b" before "a.b"."""
+    return path.replace(b"/", b"\0")
+
 
 #: Rows written at once into the tables that a create fills an entry at a time.
 _BATCH = 4096
@@ -199,6 +205,7 @@ class ChunkLocation:
     offset: int
     length: int
     size: int
+    start: int
 
 
 class Cache:
@@ -217,6 +224,9 @@ class Cache:
         # Rows of the live and files_next tables, written a batch at a time.
         self._live_rows: list[tuple[bytes, int]] = []
         self._file_rows: list[tuple[bytes, int, int, int, int, bytes]] = []
+        # The files of the last snapshot, read in the walk's order (see start_files).
+        self._known: sqlite3.Cursor | None = None
+        self._next_known: tuple[Any, ...] | None = None
         self.db = connect(self.path, isolation_level=None, check_same_thread=False)
         # Pages freed by a run (the files of the previous one) go back to the file system. Set
         # before anything is written, as only a new database takes it.
@@ -236,6 +246,7 @@ class Cache:
         self.set_meta("schema", SCHEMA_VERSION)
 
     def close(self) -> None:
+        self._stop_lookups()
         if not self.db.in_transaction:
             # What the run freed (the previous run's files, pruned packs) goes back to the
             # file system. The pragma frees one page per step: executescript steps to the end.
@@ -277,9 +288,9 @@ class Cache:
     def locations(self, chunk_id: bytes) -> list[ChunkLocation]:
         """Every stored copy of the chunk, in the order they are to be used."""
         return [
-            ChunkLocation(pack, tuple(transforms.split(",")), offset, length, size)
-            for pack, transforms, offset, length, size in self.db.execute(
-                "SELECT c.pack, p.transforms, c.offset, c.length, c.size FROM chunks c "
+            ChunkLocation(pack, tuple(transforms.split(",")), offset, length, size, start)
+            for pack, transforms, offset, length, size, start in self.db.execute(
+                "SELECT c.pack, p.transforms, c.offset, c.length, c.size, c.start FROM chunks c "
                 "JOIN packs p ON p.name = c.pack "
                 "LEFT JOIN damaged d ON d.id = c.id AND d.pack = c.pack "
                 f"WHERE c.id=? ORDER BY {_PREFERENCE}",
@@ -304,7 +315,7 @@ class Cache:
                 GROUP BY w.path;
             CREATE TEMP TABLE first_copy AS
                 SELECT * FROM (
-                    SELECT w.path, w.idx, w.id, c.pack, c.offset, c.length, c.size,
+                    SELECT w.path, w.idx, w.id, c.pack, c.offset, c.length, c.size, c.start,
                            ROW_NUMBER() OVER (
                                PARTITION BY w.path, w.idx ORDER BY {_PREFERENCE}) AS copy
                     FROM wanted w JOIN cache.chunks c ON c.id = w.id
@@ -312,7 +323,7 @@ class Cache:
                     LEFT JOIN cache.damaged d ON d.id = c.id AND d.pack = c.pack)
                 WHERE copy = 1;
             INSERT INTO places
-                SELECT f.pack, f.offset, f.length, f.size, f.id, f.path,
+                SELECT f.pack, f.offset, f.length, f.size, f.start, f.id, f.path,
                        SUM(f.size) OVER (PARTITION BY f.path ORDER BY f.idx) - f.size
                 FROM first_copy f LEFT JOIN missing m ON m.path = f.path
                 WHERE m.idx IS NULL OR f.idx < m.idx;
@@ -341,8 +352,9 @@ class Cache:
         )
         (number,) = self.db.execute("SELECT id FROM packs WHERE name=?", (pack.name,)).fetchone()
         self.db.executemany(
-            "INSERT OR REPLACE INTO chunk_copies(id, pack, offset, length, size) VALUES(?,?,?,?,?)",
-            ((b.chunk_id, number, b.offset, b.length, b.size) for b in pack.blobs),
+            "INSERT OR REPLACE INTO chunk_copies(id, pack, offset, length, size, start) "
+            "VALUES(?,?,?,?,?,?)",
+            ((b.chunk_id, number, b.offset, b.length, b.size, b.start) for b in pack.blobs),
         )
 
     def remove_packs(self, names: Iterable[str]) -> None:
@@ -378,7 +390,9 @@ class Cache:
         blobs = tuple(
             BlobRecord(*r)
             for r in self.db.execute(
-                "SELECT id, offset, length, size FROM chunks WHERE pack=? ORDER BY offset", (name,)
+                "SELECT id, offset, length, size, start FROM chunks WHERE pack=? "
+                "ORDER BY offset, start",
+                (name,),
             )
         )
         return PackInfo(name, tuple(row[0].split(",")), row[1], blobs)
@@ -481,8 +495,8 @@ class Cache:
         self.db.executescript(
             f"""
             DROP TABLE IF EXISTS temp.held;
-            CREATE TEMP TABLE held AS SELECT id, pack, offset, length, size FROM (
-                SELECT c.id, c.pack, c.offset, c.length, c.size, l.copies,
+            CREATE TEMP TABLE held AS SELECT id, pack, offset, length, size, start FROM (
+                SELECT c.id, c.pack, c.offset, c.length, c.size, c.start, l.copies,
                        ROW_NUMBER() OVER (PARTITION BY c.id ORDER BY {_PREFERENCE}) AS copy
                 FROM live l JOIN chunks c ON c.id = l.id JOIN packs p ON p.name = c.pack
                 LEFT JOIN damaged d ON d.id = c.id AND d.pack = c.pack)
@@ -496,9 +510,10 @@ class Cache:
         after :meth:`hold_live`."""
         return iter(
             self.db.execute(
-                "SELECT p.name, "
-                "(SELECT COALESCE(SUM(h.length), 0) FROM held h WHERE h.pack = p.name), "
-                "(SELECT COALESCE(SUM(c.length), 0) FROM chunks c WHERE c.pack = p.name) "
+                "SELECT p.name, (SELECT COALESCE(SUM(length), 0) FROM "
+                "(SELECT DISTINCT h.offset, h.length FROM held h WHERE h.pack = p.name)), "
+                "(SELECT COALESCE(SUM(length), 0) FROM "
+                "(SELECT DISTINCT c.offset, c.length FROM chunk_copies c WHERE c.pack = p.id)) "
                 "FROM packs p"
             ).fetchall()
         )
@@ -508,7 +523,9 @@ class Cache:
         return [
             BlobRecord(*r)
             for r in self.db.execute(
-                "SELECT id, offset, length, size FROM held WHERE pack=? ORDER BY offset", (pack,)
+                "SELECT id, offset, length, size, start FROM held WHERE pack=? "
+                "ORDER BY offset, start",
+                (pack,),
             )
         ]
 
@@ -520,32 +537,44 @@ class Cache:
         self.db.executemany("INSERT OR IGNORE INTO doomed VALUES(?)", ((p,) for p in packs))
         found: dict[str, list[BlobRecord]] = {}
         for pack, *record in self.db.execute(
-            "SELECT DISTINCT h.pack, h.id, h.offset, h.length, h.size FROM chunks c "
+            "SELECT DISTINCT h.pack, h.id, h.offset, h.length, h.size, h.start FROM chunks c "
             "JOIN doomed x ON x.pack = c.pack JOIN held h ON h.id = c.id "
-            "WHERE h.pack NOT IN (SELECT pack FROM doomed) ORDER BY h.pack, h.offset"
+            "WHERE h.pack NOT IN (SELECT pack FROM doomed) ORDER BY h.pack, h.offset, h.start"
         ):
             found.setdefault(pack, []).append(BlobRecord(*record))
         return found
 
     # -- files seen by the last snapshot ------------------------------------------------------
     def start_files(self) -> None:
+        """Start a walk: :meth:`lookup_file` then reads the files of the last snapshot in one
+        pass, in the walk's order, instead of one query per file."""
         self._file_rows.clear()
         self.db.execute("DELETE FROM files_next")
+        self._stop_lookups()
 
     def lookup_file(
         self, path: bytes, size: int, mtime_ns: int, ctime_ns: int, ino: int
     ) -> bytes | None:
-        row = self.db.execute(
-            "SELECT chunks FROM files WHERE path=? AND size=? AND mtime_ns=? AND ctime_ns=? "
-            "AND ino=?",
-            (path, size, mtime_ns, ctime_ns, ino),
-        ).fetchone()
-        return row[0] if row else None
+        """The chunks of ``path`` in the last snapshot, if it is unchanged since. Paths must come
+        in the walk's order (one out of order is only read again)."""
+        key = _walk_key(path)
+        if self._known is None:
+            self._known = self.db.execute(
+                "SELECT key, size, mtime_ns, ctime_ns, ino, chunks FROM files ORDER BY key"
+            )
+            self._next_known = self._known.fetchone()
+        row = self._next_known
+        while row is not None and row[0] < key:
+            row = self._known.fetchone()
+        self._next_known = row
+        if row is not None and row[0] == key and row[1:5] == (size, mtime_ns, ctime_ns, ino):
+            return bytes(row[5])
+        return None
 
     def remember_file(
         self, path: bytes, size: int, mtime_ns: int, ctime_ns: int, ino: int, chunks: bytes
     ) -> None:
-        self._file_rows.append((path, size, mtime_ns, ctime_ns, ino, chunks))
+        self._file_rows.append((_walk_key(path), size, mtime_ns, ctime_ns, ino, chunks))
         if len(self._file_rows) >= _BATCH:
             self._write_files()
 
@@ -557,6 +586,7 @@ class Cache:
 
     def commit_files(self, snapshot: str) -> None:
         """The files seen by this run become those of ``snapshot``."""
+        self._stop_lookups()
         self._write_files()
         self.db.executescript(
             "BEGIN; DROP TABLE files; ALTER TABLE files_next RENAME TO files;"
@@ -564,7 +594,13 @@ class Cache:
         )
         self.set_meta("files_snapshot", snapshot)
 
+    def _stop_lookups(self) -> None:
+        if self._known is not None:
+            self._known.close()
+        self._known, self._next_known = None, None
+
     def forget_files(self) -> None:
+        self._stop_lookups()
         self.db.execute("DELETE FROM files")
         self.db.execute("DELETE FROM meta WHERE key='files_snapshot'")
 
@@ -599,7 +635,7 @@ class RestorePlan:
         self.db = connect(path, check_same_thread=False)
         self.db.executescript(
             "CREATE TABLE places(pack TEXT, offset INTEGER, length INTEGER, size INTEGER,"
-            " id BLOB, path BLOB, at INTEGER);"
+            " start INTEGER, id BLOB, path BLOB, at INTEGER);"
             "CREATE TABLE pack_transforms(pack TEXT PRIMARY KEY, transforms TEXT);"
             "CREATE TABLE late(seq INTEGER PRIMARY KEY, path BLOB, entry BLOB);"
             "CREATE TABLE unselected(path BLOB PRIMARY KEY, entry BLOB) WITHOUT ROWID;"
@@ -668,15 +704,15 @@ class RestorePlan:
         """Where the chunks of ``pack`` go, by offset in the pack."""
         return [
             (
-                BlobRecord(chunk_id, offset, length, size),
+                BlobRecord(chunk_id, offset, length, size, start),
                 path,
                 at,
                 Inode(*inode) if inode[0] is not None else None,
             )
-            for offset, length, size, chunk_id, path, at, *inode in self.db.execute(
-                "SELECT p.offset, p.length, p.size, p.id, p.path, p.at, c.dev, c.ino, c.uid, "
-                "c.kind FROM places p LEFT JOIN created c ON c.path = p.path WHERE p.pack=? "
-                "ORDER BY p.offset",
+            for offset, length, size, start, chunk_id, path, at, *inode in self.db.execute(
+                "SELECT p.offset, p.length, p.size, p.start, p.id, p.path, p.at, c.dev, c.ino, "
+                "c.uid, c.kind FROM places p LEFT JOIN created c ON c.path = p.path "
+                "WHERE p.pack=? ORDER BY p.offset, p.start",
                 (pack,),
             )
         ]

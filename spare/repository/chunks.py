@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyfastcdc
 
-from spare.repository.encoder import Encoder
+from spare.repository.encoder import Encoder, Members
 from spare.repository.packs import FinishedPack, PackWriter, Uploader
 from spare.repository.repo import Repository
 from spare.sparse import Extent, extents
@@ -17,6 +18,31 @@ log = logging.getLogger(__name__)
 
 #: Default pack size: big enough that small files do not cost a PUT each, small enough for memory.
 PACK_SIZE = 8 << 20
+
+
+#: Chunks shorter than this (small files, mostly) share blobs: compressed together, they compress
+#: better (8 % smaller on the Python library's files) and cost one compressor set-up per blob
+#: instead of one each. Each keeps its own id, so each is deduplicated and read on its own.
+SMALL_CHUNK = 64 << 10
+#: A shared blob is encoded once its chunks add up to this much.
+SHARED_BLOB = 1 << 20
+#: Small chunks are sorted into two shared blobs by a quick zlib probe on their first bytes, so
+#: that random data (which LZMA goes through four times slower than text, for nothing) is not
+#: mixed with text.
+_PROBE = 2048
+_PROBE_RATIO = 0.97
+
+
+@dataclass
+class _SharedBlob:
+    members: Members = field(default_factory=list)
+    parts: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+
+def _compressible(data: bytes | memoryview) -> bool:
+    sample = data[:_PROBE]
+    return len(zlib.compress(sample, 1)) < len(sample) * _PROBE_RATIO
 
 
 @dataclass
@@ -38,6 +64,8 @@ class ChunkStore:
         self.uploader = Uploader(repo.storage)
         self.packs = PackWriter(repo.chain, pack_size, self.tmpdir, self._pack_full)
         self.encoder = Encoder(repo.chain, jobs, self._encoded)
+        self._shared = {True: _SharedBlob(), False: _SharedBlob()}
+        self._waiting: set[bytes] = set()  # the chunks in the shared blobs being filled
         self._zero_ids: dict[int, bytes] = {}
         chunker = repo.config["chunker"]
         self.cdc = pyfastcdc.FastCDC(
@@ -60,22 +88,43 @@ class ChunkStore:
         chunk_id = self.repo.keys.chunk_id(data)
         self.stats.chunks += 1
         if (
-            chunk_id in self.packs
+            chunk_id in self._waiting
+            or chunk_id in self.packs
             or chunk_id in self.encoder
             or self.repo.cache.good_copies(chunk_id, copies) >= copies
         ):
             return chunk_id
         self.stats.new_chunks += 1
         self.stats.new_bytes += len(data)
-        self.encoder.submit(chunk_id, data)
+        if len(data) >= SMALL_CHUNK:
+            self.encoder.submit([(chunk_id, len(data))], data)
+            return chunk_id
+        shared = self._shared[_compressible(data)]
+        shared.members.append((chunk_id, len(data)))
+        shared.parts.append(bytes(data))  # the chunker reuses its buffer
+        shared.size += len(data)
+        self._waiting.add(chunk_id)
+        if shared.size >= SHARED_BLOB:
+            self._submit_shared(shared)
         return chunk_id
 
-    def _encoded(self, chunk_id: bytes, blob: bytes, size: int) -> None:
-        self.packs.add(chunk_id, blob, size)
+    def _submit_shared(self, shared: _SharedBlob) -> None:
+        if shared.members:
+            self.encoder.submit(shared.members, b"".join(shared.parts))
+            self._waiting.difference_update(chunk_id for chunk_id, _ in shared.members)
+            self._shared = {
+                kind: _SharedBlob() if blob is shared else blob
+                for kind, blob in self._shared.items()
+            }
+
+    def _encoded(self, members: Members, blob: bytes) -> None:
+        self.packs.add(members, blob)
         self.stats.stored_bytes += len(blob)
 
     def flush(self) -> None:
         """Finish the pack being filled, with every chunk stored so far."""
+        for shared in list(self._shared.values()):
+            self._submit_shared(shared)
         self.encoder.drain()
         self.packs.flush()
 
@@ -125,10 +174,10 @@ class ChunkStore:
             self._zero_ids[length] = self.store(bytes(length))
         return self._zero_ids[length]
 
-    def store_raw(self, chunk_id: bytes, blob: bytes, size: int) -> None:
+    def store_raw(self, members: Members, blob: bytes) -> None:
         """Store an already encoded blob (the prune's repacking copies blobs unchanged)."""
         self.encoder.drain()
-        self.packs.add(chunk_id, blob, size)
+        self.packs.add(members, blob)
 
     def finish(self) -> None:
         """Flush the last pack and wait until every upload has finished."""
@@ -140,6 +189,7 @@ class ChunkStore:
     def abandon(self) -> None:
         """On interruption: the upload in flight finishes whole (bounded), nothing new starts."""
         self.encoder.close()
+        self._waiting.clear()
         self.packs.discard()
         try:
             self.uploader.close(timeout=30)

@@ -1,4 +1,5 @@
-"""Encoding chunks into blobs: in the caller's thread, or in worker threads with ``--jobs``.
+"""Encoding blobs (one chunk, or several small ones): in the caller's thread, or in worker
+threads with ``--jobs``.
 
 Compression is most of a backup's CPU time, and liblzma, zlib and the other compressors release
 the GIL while they work, so threads run them on several cores without copying chunks between
@@ -12,11 +13,14 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from spare.repository.packs import blob_context
+from spare.repository.packs import BLOB_CONTEXT
 from spare.transform import TransformChain
 
-#: What ``deliver`` receives: the chunk's id, its blob and the chunk's size.
-Deliver = Callable[[bytes, bytes, int], None]
+#: The chunks of one blob, in order: (id, length).
+Members = list[tuple[bytes, int]]
+
+#: What ``deliver`` receives: the chunks of a blob and the blob.
+Deliver = Callable[[Members, bytes], None]
 
 #: Bytes of chunks waiting for or being encoded, per worker: enough to keep each busy while
 #: the caller reads and hashes the next chunks, small enough for create's memory promise.
@@ -24,14 +28,14 @@ QUEUED_PER_JOB = 4 << 20
 
 
 class Encoder:
-    """Encodes chunks with ``chain`` and hands each blob to ``deliver``, in submission order."""
+    """Encodes blobs with ``chain`` and hands each to ``deliver``, in submission order."""
 
     def __init__(self, chain: TransformChain, jobs: int, deliver: Deliver) -> None:
         self.chain = chain
         self.deliver = deliver
         self._pool = ThreadPoolExecutor(jobs, "spare-encoder") if jobs > 1 else None
         self._limit = jobs * QUEUED_PER_JOB
-        self._queued: deque[tuple[bytes, int, Future[bytes]]] = deque()
+        self._queued: deque[tuple[Members, int, Future[bytes]]] = deque()
         self._queued_ids: set[bytes] = set()
         self._queued_bytes = 0
 
@@ -39,16 +43,17 @@ class Encoder:
         """Whether the chunk was submitted and not yet delivered."""
         return chunk_id in self._queued_ids
 
-    def submit(self, chunk_id: bytes, data: bytes | memoryview) -> None:
-        """Encode ``data``; with workers, ``data`` is copied first, as its buffer is reused."""
+    def submit(self, members: Members, data: bytes | memoryview) -> None:
+        """Encode ``data``, the chunks ``members`` one after the other; with workers, ``data``
+        is copied first, as its buffer may be reused."""
         if self._pool is None:
-            self.deliver(chunk_id, self._encode(chunk_id, data), len(data))
+            self.deliver(members, self._encode(data))
             return
         while self._queued and self._queued_bytes + len(data) > self._limit:
             self._deliver_oldest()
-        future = self._pool.submit(self._encode, chunk_id, bytes(data))
-        self._queued.append((chunk_id, len(data), future))
-        self._queued_ids.add(chunk_id)
+        future = self._pool.submit(self._encode, bytes(data))
+        self._queued.append((members, len(data), future))
+        self._queued_ids.update(chunk_id for chunk_id, _ in members)
         self._queued_bytes += len(data)
 
     def drain(self) -> None:
@@ -64,13 +69,13 @@ class Encoder:
         self._queued_ids.clear()
         self._queued_bytes = 0
 
-    def _encode(self, chunk_id: bytes, data: bytes | memoryview) -> bytes:
-        return self.chain.encode(data, blob_context(chunk_id))
+    def _encode(self, data: bytes | memoryview) -> bytes:
+        return self.chain.encode(data, BLOB_CONTEXT)
 
     def _deliver_oldest(self) -> None:
-        chunk_id, size, future = self._queued[0]
+        members, size, future = self._queued[0]
         blob = future.result()  # an encoder's error is raised here, in the caller's thread
         self._queued.popleft()
-        self._queued_ids.discard(chunk_id)
+        self._queued_ids.difference_update(chunk_id for chunk_id, _ in members)
         self._queued_bytes -= size
-        self.deliver(chunk_id, blob, size)
+        self.deliver(members, blob)

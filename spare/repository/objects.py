@@ -23,7 +23,7 @@ from spare.errors import RepositoryDamaged
 from spare.storage import Storage
 
 MAGIC = b"SPARE"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 KIND_PACK = 1
 KIND_INDEX = 2
@@ -52,8 +52,9 @@ MAX_BYTES = {
     "pack": 300 << 20,
 }
 
-#: One blob in a pack: chunk id, offset in the pack, stored length, plaintext length.
-BLOB_RECORD = struct.Struct(">32sIII")
+#: One chunk in a pack: its id, the offset and stored length of the blob that holds it, its
+#: length, and where it starts in the blob's plaintext (small chunks share a blob).
+BLOB_RECORD = struct.Struct(">32sIIII")
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,10 @@ class BlobRecord:
     offset: int
     length: int
     size: int
+    start: int = 0
 
     def pack(self) -> bytes:
-        return BLOB_RECORD.pack(self.chunk_id, self.offset, self.length, self.size)
+        return BLOB_RECORD.pack(self.chunk_id, self.offset, self.length, self.size, self.start)
 
 
 def pack_key(name: str) -> str:

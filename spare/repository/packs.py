@@ -24,7 +24,7 @@ import queue
 import struct
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from spare.errors import RepositoryDamaged
@@ -48,8 +48,10 @@ _RECORD_COUNT = struct.Struct(">I")
 PACK_ALIGN = 64 << 10
 
 
-def blob_context(chunk_id: bytes) -> bytes:
-    return b"blob " + chunk_id
+#: What every blob is bound to. A blob may hold several chunks, so it is not bound to one id:
+#: each chunk read from it is checked against its keyed id, which no one without the key can
+#: forge, so a blob moved or swapped by whoever holds the bucket is caught as damage all the same.
+BLOB_CONTEXT = b"blob "
 
 
 def trailer_context(name: str) -> bytes:
@@ -117,7 +119,8 @@ class PackWriter:
         """Whether the chunk sits in the pack being filled (not yet in the cache)."""
         return chunk_id in self._pending
 
-    def add(self, chunk_id: bytes, blob: bytes, size: int) -> None:
+    def add(self, members: Sequence[tuple[bytes, int]], blob: bytes) -> None:
+        """Add a blob holding the chunks ``members`` (id, length), one after the other."""
         if self._file is None:
             self._file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - handed on when full
                 dir=self.tmpdir, prefix="pack-", delete=False
@@ -125,8 +128,11 @@ class PackWriter:
             self._name = os.urandom(32).hex()
             self._offset = 0
             self._write(preamble(KIND_PACK, self.chain.names))
-        self._records.append(BlobRecord(chunk_id, self._offset, len(blob), size))
-        self._pending.add(chunk_id)
+        start = 0
+        for chunk_id, size in members:
+            self._records.append(BlobRecord(chunk_id, self._offset, len(blob), size, start))
+            self._pending.add(chunk_id)
+            start += size
         self._write(blob)
         if self._offset >= self.target_size:
             self.flush()
@@ -213,13 +219,35 @@ def read_pack(
     names, start = parse_preamble(data, KIND_PACK)
     chain = registry_chain(names)
     records = parse_trailer(data, chain, name)
-    for record in records:
-        if record.offset != start:
+    for offset, length, members in blobs_of(records):
+        if offset != start or not _follow_each_other(members):
             raise RepositoryDamaged(f"pack {name} has bytes that no blob record covers")
-        start += record.length
+        start += length
     if start != len(data) - trailer_size(data):
         raise RepositoryDamaged(f"pack {name} has bytes that no blob record covers")
     return chain, records
+
+
+def _follow_each_other(members: list[BlobRecord]) -> bool:
+    """Whether the chunks of one blob follow each other from the start of its plaintext."""
+    start = 0
+    for member in members:
+        if member.start != start:
+            return False
+        start += member.size
+    return True
+
+
+def blobs_of(records: Iterable[BlobRecord]) -> Iterator[tuple[int, int, list[BlobRecord]]]:
+    """The blobs of ``records`` sorted by offset: (offset, length, the chunks it holds)."""
+    members: list[BlobRecord] = []
+    for record in records:
+        if members and (record.offset, record.length) != (members[0].offset, members[0].length):
+            yield members[0].offset, members[0].length, members
+            members = []
+        members.append(record)
+    if members:
+        yield members[0].offset, members[0].length, members
 
 
 def parse_trailer(tail: bytes, chain: TransformChain, name: str) -> list[BlobRecord]:

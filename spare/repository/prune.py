@@ -17,7 +17,7 @@ from spare.repository import objects
 from spare.repository.chunks import PACK_SIZE, ChunkStore
 from spare.repository.index import INDEX_BLOBS, write_index
 from spare.repository.locking import bucket_lock
-from spare.repository.objects import BlobRecord
+from spare.repository.packs import blobs_of
 from spare.repository.repo import Repository
 from spare.repository.snapshots import Snapshot
 
@@ -142,23 +142,27 @@ def _repack(repo: Repository, packs: Iterable[str], pack_size: int) -> list[str]
     done: list[str] = []
     store: ChunkStore | None = None
     for pack in packs:
-        transforms = repo.cache.pack_info(pack).transforms
+        info = repo.cache.pack_info(pack)
+        transforms = info.transforms
         if list(transforms) != repo.chain.names:
             continue  # written with other transforms: leave it, a later change may repack it
-        copies: list[tuple[BlobRecord, bytes]] = []
+        # A blob is copied whole, with every chunk it holds (those the snapshot no longer needs
+        # too: they cost a little space until the whole blob is unused).
+        members = {offset: records for offset, _, records in blobs_of(info.blobs)}
+        copies: dict[int, bytes] = {}
         for blob in repo.load_blobs(pack, transforms, repo.cache.live_blobs(pack)):
             if blob.plain is None:
                 log.warning("pack %s is damaged (%s); not repacking it", pack, blob.problem)
                 repo.cache.mark_damaged([(blob.record.chunk_id, pack)])
                 break
-            copies.append((blob.record, blob.stored))  # the plaintext is dropped at once
+            copies[blob.record.offset] = blob.stored  # the plaintext is dropped at once
         else:
             if store is None:
                 store = ChunkStore(repo, pack_size)
-            for record, stored in copies:
-                if record.chunk_id in store.packs:
+            for offset, stored in copies.items():
+                if any(record.chunk_id in store.packs for record in members[offset]):
                     store.flush()  # the second copy of a chunk goes into another pack
-                store.store_raw(record.chunk_id, stored, record.size)
+                store.store_raw([(r.chunk_id, r.size) for r in members[offset]], stored)
             done.append(pack)
     if store is not None:
         store.finish()

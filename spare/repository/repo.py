@@ -22,7 +22,7 @@ from spare.processes import process_tag, tagged_process_gone
 from spare.repository import objects
 from spare.repository.cache import Cache
 from spare.repository.objects import BlobRecord
-from spare.repository.packs import blob_context
+from spare.repository.packs import BLOB_CONTEXT, blobs_of
 from spare.storage import Storage
 from spare.transform import TransformChain
 
@@ -130,11 +130,13 @@ class Repository:
         *,
         whole: bytes | None = None,
     ) -> Iterator[LoadedBlob]:
-        """Read ``records`` (sorted by offset) from ``pack``: decoded, checked, in order.
+        """Read the chunks ``records`` (sorted by offset, then start) from ``pack``: decoded,
+        checked, in order.
 
-        Blobs close together are fetched in one ranged GET. A blob that is missing, truncated,
-        does not decode or does not match its id comes back with ``plain`` None and the reason:
-        one damaged blob never costs the others. ``whole`` is the pack's bytes when the caller
+        Blobs close together are fetched in one ranged GET, and a blob holding several chunks is
+        decoded once. A chunk whose blob is missing, truncated or does not decode, or that does
+        not match its id, comes back with ``plain`` None and the reason: one damaged blob never
+        costs the others. ``whole`` is the pack's bytes when the caller
         has read them already (verify reads whole packs to check their checksums).
         """
         if whole is not None:
@@ -155,31 +157,41 @@ class Repository:
         start: int,
         data: bytes,
     ) -> Iterator[LoadedBlob]:
-        for record in records:
-            stored = data[record.offset - start : record.offset - start + record.length]
-            if len(stored) != record.length:
-                yield LoadedBlob(record, stored, None, f"pack {pack} is missing or truncated")
+        for offset, length, members in blobs_of(records):
+            stored = data[offset - start : offset - start + length]
+            if len(stored) != length:
+                problem = f"pack {pack} is missing or truncated"
+                yield from (LoadedBlob(record, stored, None, problem) for record in members)
                 continue
             try:
-                plain = self.decode_blob(record.chunk_id, stored, transforms)
+                plain = self.chain_for(transforms).decode(stored, BLOB_CONTEXT)
             except RepositoryDamaged as exc:
-                yield LoadedBlob(record, stored, None, str(exc))
+                yield from (LoadedBlob(record, stored, None, str(exc)) for record in members)
                 continue
-            yield LoadedBlob(record, stored, plain)
+            for record in members:
+                chunk = self._chunk_of(plain, record)
+                if chunk is None:
+                    problem = f"chunk {record.chunk_id.hex()} does not match its id"
+                    yield LoadedBlob(record, stored, None, problem)
+                else:
+                    yield LoadedBlob(record, stored, chunk)
 
-    def decode_blob(self, chunk_id: bytes, data: bytes, transforms: Sequence[str]) -> bytes:
-        """The chunk a stored blob holds; raises unless it decodes and matches ``chunk_id``."""
-        plain = self.chain_for(transforms).decode(data, blob_context(chunk_id))
-        if self.keys.chunk_id(plain) != chunk_id:
-            raise RepositoryDamaged(f"chunk {chunk_id.hex()} does not match its id")
-        return plain
+    def _chunk_of(self, plain: bytes, record: BlobRecord) -> bytes | None:
+        """The chunk ``record`` names in a blob's plaintext, if it matches its id."""
+        if record.start == 0 and record.size == len(plain):
+            chunk = plain  # a blob of one chunk: no copy
+        else:
+            chunk = plain[record.start : record.start + record.size]
+        if len(chunk) != record.size or self.keys.chunk_id(chunk) != record.chunk_id:
+            return None
+        return chunk
 
     def read_chunk(self, chunk_id: bytes, cache: Cache | None = None) -> bytes:
         """Fetch, decode and check one chunk: its first copy that checks, in the order that
         ``cache`` (the local cache by default) gives. Damaged copies are noted."""
         problems = []
         for where in (cache or self.cache).locations(chunk_id):
-            record = BlobRecord(chunk_id, where.offset, where.length, where.size)
+            record = BlobRecord(chunk_id, where.offset, where.length, where.size, where.start)
             (loaded,) = self.load_blobs(where.pack, where.transforms, [record])
             if loaded.plain is not None:
                 return loaded.plain

@@ -31,10 +31,10 @@ from spare.repository.manifest import Entry
 from spare.repository.objects import KIND_PACK, BlobRecord, parse_preamble
 from spare.repository.opening import CHUNKER, _check_config, _read_configs, open_repository
 from spare.repository.packs import (
+    BLOB_CONTEXT,
     FinishedPack,
     PackInfo,
     PackWriter,
-    blob_context,
     parse_trailer,
     read_pack,
 )
@@ -93,7 +93,7 @@ def make_pack(tmp: str) -> tuple[bytes, str]:
     for index in range(3):
         data = os.urandom(200) + b"text " * index * 50
         chunk_id = KEYS.chunk_id(data)
-        writer.add(chunk_id, encode.encode(data, blob_context(chunk_id)), len(data))
+        writer.add([(chunk_id, len(data))], encode.encode(data, BLOB_CONTEXT))
     writer.flush()
     (pack,) = finished
     data = Path(pack.path).read_bytes()

@@ -21,12 +21,12 @@ from spare.keys import KeyRing
 from spare.plugins import Plugins, make_plugin_manager
 from spare.repository.objects import MAX_BYTES
 from spare.repository.opening import CHUNKER_BOUNDS
-from spare.repository.packs import blob_context
+from spare.repository.packs import BLOB_CONTEXT
 from spare.testing.transform import TransformContract
 from spare.testing.trees import compressible_text
 from spare_zstd import CHUNK_LIMIT, OBJECT_LIMIT, RAW, ZSTD, ZstdTransform
 
-CHUNK = blob_context(bytes(32))
+CHUNK = BLOB_CONTEXT
 TEXT = compressible_text(100_000)
 
 

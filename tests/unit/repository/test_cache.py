@@ -373,3 +373,23 @@ def test_chunk_copies_follow_their_pack_by_name(cache: Cache) -> None:
         BlobRecord(chunk_id(1), 20, 100, 400),
         BlobRecord(chunk_id(2), 120, 50, 200),
     )
+
+
+def test_files_are_looked_up_in_one_pass_in_the_walk_order(tmp_path: Path) -> None:
+    """The walk visits parents before children, names sorted as bytes: 'a/b' before 'a.b'
+    (which sorts first as bytes). Lookups in that order find every unchanged file."""
+    cache = Cache(tmp_path / "cache.sqlite")
+    walk_order = [b"a", b"a/b", b"a/b/c", b"a/b.d", b"a.b", b"a0", b"b", b"b/\xff"]
+    cache.start_files()
+    for n, path in enumerate(walk_order):
+        cache.remember_file(path, n, n, n, n, chunk_id(n))
+    cache.commit_files("snapshot-1")
+    cache.start_files()
+    for n, path in enumerate(walk_order):
+        if n != 2:  # a file gone since: the others are found all the same
+            assert cache.lookup_file(path, n, n, n, n) == chunk_id(n)
+    assert cache.lookup_file(b"a/b", 1, 1, 1, 1) is None  # out of order: read again, not wrong
+    cache.start_files()
+    assert cache.lookup_file(b"a.b", 4, 4, 4, 4) == chunk_id(4)
+    assert cache.lookup_file(b"a0", 5, 9, 5, 5) is None  # changed
+    cache.close()

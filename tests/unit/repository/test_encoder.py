@@ -8,8 +8,8 @@ import threading
 import pytest
 from support.formats import chain
 
-from spare.repository.encoder import QUEUED_PER_JOB, Encoder
-from spare.repository.packs import blob_context
+from spare.repository.encoder import QUEUED_PER_JOB, Encoder, Members
+from spare.repository.packs import BLOB_CONTEXT
 from spare.transform import Transform, TransformChain
 
 MiB = 1 << 20
@@ -29,28 +29,29 @@ def chunks(count: int, size: int) -> list[tuple[bytes, bytes]]:
 @pytest.mark.parametrize("jobs", [1, 3])
 def test_blobs_come_in_submission_order_and_decode_back(jobs: int) -> None:
     encode = chain(["lzma", "aes-siv"])
-    delivered: list[tuple[bytes, bytes, int]] = []
+    delivered: list[tuple[Members, bytes]] = []
     encoder = Encoder(encode, jobs, lambda *blob: delivered.append(blob))
     given = chunks(24, 100_000)
     for chunk_id, data in given:
-        encoder.submit(chunk_id, data)
+        encoder.submit([(chunk_id, len(data))], data)
     encoder.drain()
     encoder.close()
-    assert [chunk_id for chunk_id, _, _ in delivered] == [chunk_id for chunk_id, _ in given]
-    for (chunk_id, data), (_, blob, size) in zip(given, delivered, strict=True):
-        assert size == len(data)
-        assert encode.decode(blob, blob_context(chunk_id)) == data
+    assert [members for members, _ in delivered] == [[(c, len(d))] for c, d in given]
+    for (_, data), (_, blob) in zip(given, delivered, strict=True):
+        assert encode.decode(blob, BLOB_CONTEXT) == data
 
 
 def test_a_chunk_is_in_the_encoder_until_delivered() -> None:
     delivered: list[bytes] = []
-    encoder = Encoder(chain(["lzma"]), 2, lambda chunk_id, *_: delivered.append(chunk_id))
-    ((chunk_id, data),) = chunks(1, 1000)
-    encoder.submit(chunk_id, data)
-    assert chunk_id in encoder or delivered == [chunk_id]
+    encoder = Encoder(
+        chain(["lzma"]), 2, lambda members, _: delivered.extend(c for c, _ in members)
+    )
+    (one, data), (two, _) = chunks(2, 1000)
+    encoder.submit([(one, 500), (two, 500)], data)
+    assert (one in encoder and two in encoder) or delivered == [one, two]
     encoder.drain()
-    assert chunk_id not in encoder
-    assert delivered == [chunk_id]
+    assert one not in encoder and two not in encoder
+    assert delivered == [one, two]
     encoder.close()
 
 
@@ -58,10 +59,10 @@ def test_the_bytes_waiting_for_workers_are_bounded() -> None:
     """Memory: a fast reader never queues more than QUEUED_PER_JOB per worker."""
     jobs = 2
     delivered: list[bytes] = []
-    encoder = Encoder(chain(["lzma"]), jobs, lambda chunk_id, *_: delivered.append(chunk_id))
+    encoder = Encoder(chain(["lzma"]), jobs, lambda members, _: delivered.append(members[0][0]))
     given = chunks(40, MiB)
     for submitted, (chunk_id, data) in enumerate(given, start=1):
-        encoder.submit(chunk_id, data)
+        encoder.submit([(chunk_id, len(data))], data)
         assert (submitted - len(delivered)) * MiB <= jobs * QUEUED_PER_JOB
     encoder.drain()
     encoder.close()
@@ -72,13 +73,13 @@ def test_a_buffer_reused_after_submit_does_not_change_the_blob() -> None:
     """pyfastcdc reuses its buffer: the encoder copies a chunk before a worker takes it."""
     encode = chain(["lzma"])
     delivered: list[bytes] = []
-    encoder = Encoder(encode, 2, lambda _, blob, __: delivered.append(blob))
+    encoder = Encoder(encode, 2, lambda _, blob: delivered.append(blob))
     buffer = bytearray(b"original content " * 1000)
-    encoder.submit(b"\1" * 32, memoryview(buffer))
+    encoder.submit([(b"\1" * 32, len(buffer))], memoryview(buffer))
     buffer[:] = bytes(len(buffer))
     encoder.drain()
     encoder.close()
-    assert encode.decode(delivered[0], blob_context(b"\1" * 32)) == b"original content " * 1000
+    assert encode.decode(delivered[0], BLOB_CONTEXT) == b"original content " * 1000
 
 
 class Failing(Transform):
@@ -98,7 +99,7 @@ class Failing(Transform):
 def test_an_error_in_a_worker_is_raised_in_the_caller() -> None:
     failing = Failing()
     encoder = Encoder(TransformChain([failing]), 2, lambda *_: None)
-    encoder.submit(b"\2" * 32, b"data")
+    encoder.submit([(b"\2" * 32, 4)], b"data")
     with pytest.raises(OSError, match="under the encoder"):
         encoder.drain()
     encoder.close()

@@ -12,10 +12,10 @@ from support.formats import KEYS, SETTINGS, chain, chunker
 
 from spare.errors import MissingPlugin, RepositoryDamaged
 from spare.repository.packs import (
+    BLOB_CONTEXT,
     PACK_ALIGN,
     FinishedPack,
     PackWriter,
-    blob_context,
     read_pack,
     trailer_size,
 )
@@ -44,7 +44,7 @@ def test_chunks_packed_and_read_back(tmp_path: Path, data: bytes, names: list[st
         if chunk_id not in writer and all(
             chunk_id not in {b.chunk_id for b in p.info.blobs} for p in finished
         ):
-            writer.add(chunk_id, encode.encode(chunk.data, blob_context(chunk_id)), chunk.length)
+            writer.add([(chunk_id, chunk.length)], encode.encode(chunk.data, BLOB_CONTEXT))
     writer.flush()
     plain: dict[bytes, bytes] = {}
     for pack in finished:
@@ -55,7 +55,7 @@ def test_chunks_packed_and_read_back(tmp_path: Path, data: bytes, names: list[st
         assert len(stored) % PACK_ALIGN == 0 and len(stored) == pack.info.size
         for record in records:
             blob = stored[record.offset : record.offset + record.length]
-            plain[record.chunk_id] = decode.decode(blob, blob_context(record.chunk_id))
+            plain[record.chunk_id] = decode.decode(blob, BLOB_CONTEXT)
             assert len(plain[record.chunk_id]) == record.size
     assert b"".join(plain[chunk_id] for chunk_id in ids) == data
 
@@ -63,7 +63,7 @@ def test_chunks_packed_and_read_back(tmp_path: Path, data: bytes, names: list[st
 def one_blob_pack(tmp_path: Path) -> FinishedPack:
     finished: list[FinishedPack] = []
     writer = PackWriter(chain(["aes-siv"]), 1 << 20, str(tmp_path), finished.append)
-    writer.add(b"i" * 32, chain(["aes-siv"]).encode(b"data", blob_context(b"i" * 32)), 4)
+    writer.add([(b"i" * 32, 4)], chain(["aes-siv"]).encode(b"data", BLOB_CONTEXT))
     writer.flush()
     return finished[0]
 
@@ -73,7 +73,7 @@ def read_and_decode(stored: bytes, name: str) -> None:
     decode, records = read_pack(stored, name, chain)
     for record in records:
         blob = stored[record.offset : record.offset + record.length]
-        decode.decode(blob, blob_context(record.chunk_id))
+        decode.decode(blob, BLOB_CONTEXT)
 
 
 def test_pack_with_a_flipped_byte_is_refused(tmp_path: Path) -> None:

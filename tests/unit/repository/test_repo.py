@@ -14,7 +14,7 @@ import pytest
 from spare.errors import RepositoryDamaged
 from spare.plugins import Plugins
 from spare.repository import objects
-from spare.repository.chunks import ChunkStore
+from spare.repository.chunks import SMALL_CHUNK, ChunkStore
 from spare.repository.objects import BlobRecord
 from spare.repository.opening import open_repository
 from spare.repository.repo import GAP, Repository, _ranges
@@ -58,8 +58,13 @@ def store_chunks(repo: Repository, chunks: list[bytes]) -> tuple[str, list[BlobR
     store.finish()
     (name,) = repo.cache.pack_names()
     records = list(repo.cache.pack_info(name).blobs)
-    assert [r.chunk_id for r in records] == list(dict.fromkeys(ids))
+    assert sorted(r.chunk_id for r in records) == sorted(set(ids))
     return name, records
+
+
+def big(count: int) -> list[bytes]:
+    """Random chunks big enough for a blob each."""
+    return [os.urandom(SMALL_CHUNK) for _ in range(count)]
 
 
 def damage(storage: Storage, key: str, offset: int) -> None:
@@ -69,21 +74,23 @@ def damage(storage: Storage, key: str, offset: int) -> None:
 
 
 def test_load_blobs_decodes_and_checks_each(repo: Repository) -> None:
-    chunks = [os.urandom(3000), b"text " * 1000, os.urandom(10)]
+    chunks = [os.urandom(3000), b"text " * 1000, os.urandom(10), *big(2)]
     name, records = store_chunks(repo, chunks)
     transforms = repo.cache.pack_info(name).transforms
     loaded = list(repo.load_blobs(name, transforms, records))
-    assert [blob.plain for blob in loaded] == chunks
+    assert [blob.plain for blob in loaded] == [
+        next(c for c in chunks if repo.keys.chunk_id(c) == r.chunk_id) for r in records
+    ]
     assert all(blob.problem is None for blob in loaded)
     assert [blob.record for blob in loaded] == records
     whole = repo.storage.get(objects.pack_key(name))
     again = list(repo.load_blobs(name, transforms, records, whole=whole))
-    assert [blob.plain for blob in again] == chunks
+    assert [blob.plain for blob in again] == [blob.plain for blob in loaded]
     assert [blob.stored for blob in again] == [blob.stored for blob in loaded]
 
 
 def test_one_damaged_blob_costs_only_itself(repo: Repository) -> None:
-    chunks = [os.urandom(3000), os.urandom(3000), os.urandom(3000)]
+    chunks = big(3)
     name, records = store_chunks(repo, chunks)
     transforms = repo.cache.pack_info(name).transforms
     damage(repo.storage, objects.pack_key(name), records[1].offset + records[1].length // 2)
@@ -93,7 +100,7 @@ def test_one_damaged_blob_costs_only_itself(repo: Repository) -> None:
 
 
 def test_a_missing_or_truncated_pack_damages_its_blobs(repo: Repository) -> None:
-    name, records = store_chunks(repo, [os.urandom(2000), os.urandom(2000)])
+    name, records = store_chunks(repo, big(2))
     transforms = repo.cache.pack_info(name).transforms
     key = objects.pack_key(name)
     repo.storage.put(key, repo.storage.get(key)[: records[1].offset + 10])
@@ -105,10 +112,33 @@ def test_a_missing_or_truncated_pack_damages_its_blobs(repo: Repository) -> None
 
 
 def test_a_blob_stored_under_another_id_is_refused(repo: Repository) -> None:
-    name, records = store_chunks(repo, [os.urandom(2000), os.urandom(2000)])
+    name, records = store_chunks(repo, big(2))
     transforms = repo.cache.pack_info(name).transforms
-    swapped = BlobRecord(records[1].chunk_id, records[0].offset, records[0].length, 2000)
+    swapped = BlobRecord(records[1].chunk_id, records[0].offset, records[0].length, SMALL_CHUNK)
     (loaded,) = repo.load_blobs(name, transforms, [swapped])
+    assert loaded.plain is None
+
+
+def test_small_chunks_share_blobs_and_each_reads_alone(repo: Repository) -> None:
+    """Small chunks are stored together, text apart from random bytes; each is still read on
+    its own, and damage to a shared blob costs its chunks and no others."""
+    text = [b"line %d of a small text file\n" % n * 40 for n in range(10)]
+    noise = [os.urandom(700) for _ in range(5)]
+    name, records = store_chunks(repo, text + noise)
+    transforms = repo.cache.pack_info(name).transforms
+    blobs = {r.offset for r in records}
+    assert len(blobs) == 2
+    by_id = {repo.keys.chunk_id(c): c for c in text + noise}
+    for record in records:
+        (loaded,) = repo.load_blobs(name, transforms, [record])
+        assert loaded.plain == by_id[record.chunk_id]
+    text_blob = next(r for r in records if r.chunk_id == repo.keys.chunk_id(text[0])).offset
+    size = next(r.length for r in records if r.offset == text_blob)
+    damage(repo.storage, objects.pack_key(name), text_blob + size // 2)
+    lost = {b.record.chunk_id for b in repo.load_blobs(name, transforms, records) if not b.plain}
+    assert lost == {repo.keys.chunk_id(c) for c in text}
+    lying = BlobRecord(records[0].chunk_id, records[0].offset, records[0].length, 10, 3)
+    (loaded,) = repo.load_blobs(name, transforms, [lying])
     assert loaded.plain is None
 
 
