@@ -42,11 +42,22 @@ _HOP_BY_HOP = frozenset(
 REQUEST_KINDS = ("PUT", "GET", "HEAD", "LIST", "POST", "DELETE")
 
 
+#: Query parameters of a bucket GET that lists objects; other bucket GETs (?location,
+#: ?versioning, ...) read a setting and count as GET.
+_LIST_PARAMS = frozenset(
+    {"list-type", "prefix", "delimiter", "marker", "continuation-token", "max-keys", "start-after"}
+)
+
+
 def classify(method: str, path: str) -> tuple[str, str]:
-    """The kind of a path-style request (LIST is a GET of a bucket) and the first part of its
-    object key ("" for a bucket)."""
-    key = path.split("?", 1)[0].lstrip("/").partition("/")[2]
-    kind = "LIST" if method == "GET" and not key else method
+    """The kind of a path-style request (LIST: a GET of a bucket that lists it) and the first
+    part of its object key ("" for a bucket or a key without "/")."""
+    path, _, query = path.partition("?")
+    key = path.lstrip("/").partition("/")[2]
+    kind = method
+    if method == "GET" and not key:
+        params = {p.partition("=")[0] for p in query.split("&") if p}
+        kind = "LIST" if not params or params & _LIST_PARAMS else "GET"
     return kind, key.partition("/")[0] if "/" in key else ""
 
 
