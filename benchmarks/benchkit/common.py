@@ -9,6 +9,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 KIB = 1024
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 
 
 def note(msg: str) -> None:

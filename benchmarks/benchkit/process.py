@@ -24,6 +24,8 @@ class Proc:
     cpu: float
     rss_mib: float
     tail: str
+    #: The tool's own process's peak RSS, sampled (None if it ended before the first sample).
+    own_rss_mib: float | None = None
     timed_out: bool = False
 
 
@@ -43,14 +45,30 @@ def log_tail(log: Path, start: int, lines: int = 6) -> str:
 # Linux keeps a process's peak RSS across execve, and a child starts from its parent's at fork:
 # measured directly, every tool would inherit this script's own size (tens of MiB once a large
 # data set was generated). A small interpreter forks the tool instead and reports its rusage.
+# ru_maxrss is the largest of the tool's process and the children it waited for (spare derives
+# its key in a child with Argon2id's 64 MiB), so a thread also samples the tool's own peak,
+# VmHWM (which execve resets), every 10 ms; the last sample before it exits is its own peak but
+# for growth in those last milliseconds.
 TRAMPOLINE = """
-import json, os, sys
+import json, os, sys, threading, time
 pid = os.fork()
 if pid == 0:
     os.execvp(sys.argv[2], sys.argv[2:])
+own = [None]
+def sample():
+    while True:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        own[0] = int(line.split()[1])
+        except (OSError, ValueError):
+            return
+        time.sleep(0.01)
+threading.Thread(target=sample, daemon=True).start()
 _, status, usage = os.wait4(pid, 0)
 with open(sys.argv[1], "w") as out:
-    json.dump([usage.ru_maxrss, usage.ru_utime + usage.ru_stime], out)
+    json.dump([usage.ru_maxrss, usage.ru_utime + usage.ru_stime, own[0]], out)
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -92,9 +110,9 @@ def run_measured(
         wall = time.perf_counter() - t0
         proc.returncode = rc = os.waitstatus_to_exitcode(status)
     try:
-        maxrss_kib, cpu = json.loads(usage_file.read_text())
+        maxrss_kib, cpu, own_kib = json.loads(usage_file.read_text())
     except (OSError, ValueError):  # killed before it could report: fall back to its own figures
-        maxrss_kib, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+        maxrss_kib, cpu, own_kib = usage.ru_maxrss, usage.ru_utime + usage.ru_stime, None
     return Proc(
         rc=rc,
         wall=wall,
@@ -102,6 +120,7 @@ def run_measured(
         rss_mib=maxrss_kib / 1024,
         tail=log_tail(log, start_offset),
         timed_out=bool(timed_out),
+        own_rss_mib=None if own_kib is None else own_kib / 1024,
     )
 
 

@@ -13,6 +13,10 @@ import os
 import urllib.parse
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .s3moto import RequestCounter
 
 
 def endpoint_url(endpoint: str) -> str:
@@ -81,8 +85,9 @@ class S3Client:
         finally:
             conn.close()
 
-    def list_objects(self, bucket: str) -> list[tuple[str, int]]:
-        out: list[tuple[str, int]] = []
+    def list_objects(self, bucket: str) -> list[tuple[str, int, str]]:
+        """(key, size, ETag) of every object in the bucket; none if it does not exist."""
+        out: list[tuple[str, int, str]] = []
         token = ""
         while True:
             query = {"list-type": "2"}
@@ -95,13 +100,19 @@ class S3Client:
                 raise OSError(f"S3 list {bucket}: HTTP {status}: {body[:200]!r}")
             xml = ET.fromstring(body)
             for item in xml.iterfind("{*}Contents"):
-                out.append((item.findtext("{*}Key") or "", int(item.findtext("{*}Size") or 0)))
+                out.append(
+                    (
+                        item.findtext("{*}Key") or "",
+                        int(item.findtext("{*}Size") or 0),
+                        item.findtext("{*}ETag") or "",
+                    )
+                )
             token = xml.findtext("{*}NextContinuationToken") or ""
             if (xml.findtext("{*}IsTruncated") or "false") != "true" or not token:
                 return out
 
     def remove_bucket(self, bucket: str) -> None:
-        for key, _ in self.list_objects(bucket):
+        for key, _, _ in self.list_objects(bucket):
             self.request("DELETE", bucket, key)
         self.request("DELETE", bucket)
 
@@ -113,9 +124,14 @@ class S3Config:
     access_key: str
     secret_key: str
     region: str
+    #: Where the benchmark's own requests (sizes, clean-up) go, if not to ``url``: with --s3 moto
+    #: the tools talk to the counting proxy, the benchmark to moto itself.
+    admin_url: str = ""
+    #: Counts the tools' requests (--s3 moto only).
+    counter: RequestCounter | None = None
 
     def client(self) -> S3Client:
-        return S3Client(self.url, self.access_key, self.secret_key, self.region)
+        return S3Client(self.admin_url or self.url, self.access_key, self.secret_key, self.region)
 
 
 def s3_config(args: argparse.Namespace) -> S3Config:

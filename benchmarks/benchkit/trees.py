@@ -12,24 +12,26 @@ from pathlib import Path
 Entry = tuple[str, str, int, int, int]
 
 
+def scan_entry(path: str | Path) -> Entry:
+    st = os.lstat(path)
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISLNK(st.st_mode):
+        return ("link", os.readlink(path), 0, 0, 0)
+    if stat.S_ISDIR(st.st_mode):
+        return ("dir", "", 0, mode, st.st_mtime_ns)
+    if stat.S_ISREG(st.st_mode):
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        return ("file", digest, st.st_size, mode, st.st_mtime_ns)
+    return ("other", "", 0, mode, st.st_mtime_ns)
+
+
 def scan_tree(root: Path) -> dict[str, Entry]:
     out: dict[str, Entry] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in itertools.chain(dirnames, filenames):
             path = os.path.join(dirpath, name)
-            rel = os.path.relpath(path, root)
-            st = os.lstat(path)
-            mode = stat.S_IMODE(st.st_mode)
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(path), 0, 0, 0)
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir", "", 0, mode, st.st_mtime_ns)
-            elif stat.S_ISREG(st.st_mode):
-                with open(path, "rb") as f:
-                    digest = hashlib.file_digest(f, "sha256").hexdigest()
-                out[rel] = ("file", digest, st.st_size, mode, st.st_mtime_ns)
-            else:
-                out[rel] = ("other", "", 0, mode, st.st_mtime_ns)
+            out[os.path.relpath(path, root)] = scan_entry(path)
     return out
 
 
@@ -85,3 +87,27 @@ def disk_usage(root: Path) -> tuple[int, int, int]:
                 files += 1
     disk += os.lstat(root).st_blocks * 512
     return disk, apparent, files
+
+
+# relative path or object key -> (size, what tells a rewrite: mtime and inode, or ETag)
+ObjectStates = dict[str, tuple[int, str]]
+
+
+def file_states(root: Path) -> ObjectStates:
+    """Size, mtime and inode of every regular file under root, to see later what was written."""
+    out: ObjectStates = {}
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode):
+                rel = os.path.relpath(path, root)
+                out[rel] = (st.st_size, f"{st.st_mtime_ns}:{st.st_ino}")
+    return out
+
+
+def written_since(before: ObjectStates, after: ObjectStates) -> tuple[int, int]:
+    """(bytes, objects) of those in ``after`` that are new or changed since ``before``: what a
+    run wrote into a repository (a file rewritten or appended to counts whole)."""
+    changed = [state for key, state in after.items() if before.get(key) != state]
+    return sum(size for size, _ in changed), len(changed)
