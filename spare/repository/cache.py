@@ -185,6 +185,7 @@ SCHEMA_VERSION = "4"
 #: bucket later (a replayed one) is never preferred to one known before.
 _PREFERENCE = "(d.id IS NOT NULL), p.known"
 
+
 def _walk_key(path: bytes) -> bytes:
     """``path`` as the files table sorts it: in the order of the walk (parents first, names
     sorted as bytes), as a separator below any byte a name can hold puts "a/b" before "a.b"."""

@@ -274,13 +274,9 @@ def change_master_key(store: Backend, key: str) -> None:
 
 
 def flip_blob(store: Backend, layout: Layout) -> Expected:
-    """A flipped byte inside one small file's blob, in a pack that serves other files too:
-    that file alone is lost."""
-    blob = next(
-        blob
-        for blob in layout.blobs
-        if len(blob.files) == 1 and len(layout.data_packs[blob.pack]) > 1
-    )
+    """A flipped byte inside one blob, in a pack that serves other files too: the files of that
+    blob alone are lost (one file's, or those of the small files that share it)."""
+    blob = next(blob for blob in layout.blobs if blob.files < layout.data_packs[blob.pack])
     flip(store, pack_key(blob.pack), blob.offset + blob.length // 2)
     return Expected(EXIT_VERIFY_FAILED, EXIT_VERIFY_FAILED, blob.files)
 
