@@ -241,7 +241,8 @@ def cli() -> None:
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Compress and encrypt on this many cores (spare uses one unless told).",
+    help="Compress and encrypt on this many cores (spare uses one unless told); each core "
+    "adds up to about 8 MiB of memory.",
 )
 def create(
     ctx: Context,

@@ -70,10 +70,14 @@ DAMAGED = "spare: damaged: "
 
 
 def grow_tree(root: Path, part: str, small: int, large: int) -> None:
-    """Add ``small`` files of a few KiB and ``large`` of 1.5 MiB, all random (nothing is
-    deduplicated, so each file's chunks are its own)."""
+    """Add ``small`` files of a few KiB (which share blobs), three of 96 KiB (a blob each, in one
+    pack: what a flipped byte in a blob costs is told apart from what a lost pack costs) and
+    ``large`` of 1.5 MiB, all random (nothing is deduplicated, so each file's chunks are its
+    own)."""
     for index in range(small):
         write_file(root / part / f"small-{index:02d}.txt", os.urandom(1000 + 97 * index), 0o644)
+    for index in range(3):
+        write_file(root / part / f"medium-{index}.bin", os.urandom(96 << 10), 0o644)
     for index in range(large):
         write_file(root / part / f"large-{index}.bin", os.urandom(3 * MiB // 2), 0o600)
 
