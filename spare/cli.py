@@ -152,8 +152,11 @@ def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
         **kwargs: Any,
     ) -> Any:
         from spare.commands.context import Context
+        from spare.memory import keep_heap_small
         from spare.signals import interruptible
         from spare.storage import parse_endpoint
+
+        keep_heap_small()
 
         logging.basicConfig(
             level=logging.INFO if verbose else logging.WARNING,
