@@ -358,16 +358,23 @@ def _file_content(
     """Fill ``entry`` with the file's size and chunks; False (with a warning) if unreadable."""
     st = found.stat
     known = cache.lookup_file(found.relative, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-    if known is not None:
+    if known is not None and known.xattrs:
         try:
             entry.xattrs = xattrs.read(found.short_path)
         except OSError:
             known = None  # gone or changed since the walk saw it: read it as a new file
     if known is not None:
+        ids = known.chunks
         entry.size = st.st_size
-        entry.chunks = [known[i : i + mf.ID_BYTES] for i in range(0, len(known), mf.ID_BYTES)]
+        entry.chunks = [ids[i : i + mf.ID_BYTES] for i in range(0, len(ids), mf.ID_BYTES)]
         cache.remember_file(
-            found.relative, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, known
+            found.relative,
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+            st.st_ino,
+            ids,
+            bool(entry.xattrs),
         )
         return True
     name = found.display
@@ -379,13 +386,17 @@ def _file_content(
     except OSError as exc:
         warn(f"{name}: cannot open ({exc.strerror})")
         return False
+    attributes_read = False
     with os.fdopen(fd, "rb", buffering=0) as file:
-        try:
-            entry.xattrs = xattrs.read(fd)
-        except OSError as exc:
-            warn(f"{name}: cannot read extended attributes ({exc.strerror})")
         for attempt in range(REREADS + 1):
             before = os.fstat(fd)
+            # Read in the same version check as the content: setting an attribute changes ctime.
+            try:
+                entry.xattrs = xattrs.read(fd)
+                attributes_read = True
+            except OSError as exc:
+                if attempt == 0:
+                    warn(f"{name}: cannot read extended attributes ({exc.strerror})")
             file.seek(0)
             try:
                 if before.st_blocks * 512 < before.st_size:  # has holes
@@ -414,6 +425,7 @@ def _file_content(
             after.st_ctime_ns,
             after.st_ino,
             b"".join(chunks),
+            bool(entry.xattrs) or not attributes_read,  # unread: read again next time
         )
     return True
 

@@ -167,17 +167,18 @@ CREATE TABLE IF NOT EXISTS damaged(id BLOB NOT NULL, pack TEXT NOT NULL, PRIMARY
 CREATE TABLE IF NOT EXISTS index_objects(name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS files(
     key BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER,
-    chunks BLOB) WITHOUT ROWID;
+    chunks BLOB, xattrs INTEGER) WITHOUT ROWID;
 """
 
 #: What a run fills with the files it sees; it becomes ``files`` when the snapshot is committed.
 _FILES_NEXT = """CREATE TABLE IF NOT EXISTS files_next(
     key BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER,
-    chunks BLOB) WITHOUT ROWID"""
+    chunks BLOB, xattrs INTEGER) WITHOUT ROWID"""
 
 #: A cache of another schema is removed and built again from the bucket. 3: chunk copies name
 #: their pack by number (a third of the size at a million files). 4: small chunks share blobs.
-SCHEMA_VERSION = "4"
+#: 5: the files table knows which files had extended attributes.
+SCHEMA_VERSION = "5"
 
 #: A chunk may be stored in several packs (the manifest's two copies, a chunk stored anew because
 #: its first copy is damaged, an interrupted run's pack). Its copies are used in this order:
@@ -197,6 +198,15 @@ _BATCH = 4096
 
 #: Files forgotten one by one when chunks are found damaged; beyond this many, all of them.
 _FORGET_ONE_BY_ONE = 64
+
+
+class KnownFile(NamedTuple):
+    """A file as the last snapshot has it: its chunk ids, and whether it had extended
+    attributes (setting or removing one changes a file's ctime, so an unchanged file that had
+    none still has none)."""
+
+    chunks: bytes
+    xattrs: bool
 
 
 @dataclass(frozen=True)
@@ -224,7 +234,7 @@ class Cache:
     def _open(self) -> None:
         # Rows of the live and files_next tables, written a batch at a time.
         self._live_rows: list[tuple[bytes, int]] = []
-        self._file_rows: list[tuple[bytes, int, int, int, int, bytes]] = []
+        self._file_rows: list[tuple[bytes, int, int, int, int, bytes, int]] = []
         # The files of the last snapshot, read in the walk's order (see start_files).
         self._known: sqlite3.Cursor | None = None
         self._next_known: tuple[Any, ...] | None = None
@@ -555,13 +565,13 @@ class Cache:
 
     def lookup_file(
         self, path: bytes, size: int, mtime_ns: int, ctime_ns: int, ino: int
-    ) -> bytes | None:
-        """The chunks of ``path`` in the last snapshot, if it is unchanged since. Paths must come
+    ) -> KnownFile | None:
+        """What the last snapshot holds of ``path``, if it is unchanged since. Paths must come
         in the walk's order (one out of order is only read again)."""
         key = _walk_key(path)
         if self._known is None:
             self._known = self.db.execute(
-                "SELECT key, size, mtime_ns, ctime_ns, ino, chunks FROM files ORDER BY key"
+                "SELECT key, size, mtime_ns, ctime_ns, ino, chunks, xattrs FROM files ORDER BY key"
             )
             self._next_known = self._known.fetchone()
         row = self._next_known
@@ -569,19 +579,29 @@ class Cache:
             row = self._known.fetchone()
         self._next_known = row
         if row is not None and row[0] == key and row[1:5] == (size, mtime_ns, ctime_ns, ino):
-            return bytes(row[5])
+            return KnownFile(bytes(row[5]), bool(row[6]))
         return None
 
     def remember_file(
-        self, path: bytes, size: int, mtime_ns: int, ctime_ns: int, ino: int, chunks: bytes
+        self,
+        path: bytes,
+        size: int,
+        mtime_ns: int,
+        ctime_ns: int,
+        ino: int,
+        chunks: bytes,
+        xattrs: bool = True,
     ) -> None:
-        self._file_rows.append((_walk_key(path), size, mtime_ns, ctime_ns, ino, chunks))
+        """``xattrs``: whether the file has extended attributes (an ACL, a capability...)."""
+        self._file_rows.append(
+            (_walk_key(path), size, mtime_ns, ctime_ns, ino, chunks, int(xattrs))
+        )
         if len(self._file_rows) >= _BATCH:
             self._write_files()
 
     def _write_files(self) -> None:
         self.db.executemany(
-            "INSERT OR REPLACE INTO files_next VALUES(?,?,?,?,?,?)", self._file_rows
+            "INSERT OR REPLACE INTO files_next VALUES(?,?,?,?,?,?,?)", self._file_rows
         )
         self._file_rows.clear()
 

@@ -55,6 +55,10 @@ def _name(value: Any) -> str | None:
     return value
 
 
+#: One encoder for every line: json.dumps with non-default options builds one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
+
+
 @dataclass
 class Entry:
     path: bytes
@@ -100,7 +104,7 @@ class Entry:
             data["r"] = self.rdev
         if self.xattrs:
             data["x"] = {name: value.hex() for name, value in sorted(self.xattrs.items())}
-        return json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode() + b"\n"
+        return _ENCODER.encode(data).encode() + b"\n"
 
     @classmethod
     def from_line(cls, line: bytes) -> Entry:

@@ -92,7 +92,8 @@ def open_repository(
 ) -> Repository:
     """Open the bucket ``connect()`` reaches; with ``create``, make an empty one a repository.
 
-    Raises before anything is written when the password is wrong or the bucket is not spare's.
+    Raises before anything is written when the password is wrong, the bucket is not spare's or
+    ``compression`` names no installed transform.
     When this host has opened the bucket before, the key is derived from the config it remembers
     *before* connecting: the KDF's memory and the S3 client's are then never needed at the same
     time. The bucket's config is still read, and wins if it differs; but a config of another
@@ -100,6 +101,8 @@ def open_repository(
     config swapped in from another bucket with the same password would otherwise make create
     delete every object of this one as foreign.
     """
+    if compression and compression != "none":
+        plugins.transforms.get(compression)  # an unknown one stops the run before any write
     remembered = KnownConfigs(cache_root).get(location)
     early = None
     if remembered is not None:

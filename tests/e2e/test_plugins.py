@@ -43,3 +43,17 @@ def test_entry_point_transform_is_recorded_and_required(
 
     assert_ok(run_spare("restore", "--path", tmp_path / "with", env=with_plugin))
     assert_trees_equal(snapshot_tree(source), snapshot_tree(tmp_path / "with"))
+
+
+def test_an_unknown_compression_stops_create_before_the_bucket_is_touched(
+    tmp_path: Path, file_backend: Backend, run_spare: SpareRunner, password: str
+) -> None:
+    """A mistyped --compression (or a plugin not installed) writes nothing: an empty bucket
+    stays empty, and a later create with an installed transform starts it as usual."""
+    source = tmp_path / "source"
+    build_rich_tree(source)
+    env = {**file_backend.env, "SPARE_PASSWORD": password}
+    line = assert_error(run_spare("create", "--path", source, "--compression", "lzam", env=env), 13)
+    assert "'lzam'" in line and "lzma" in line
+    assert file_backend.objects() == {}
+    assert_ok(run_spare("create", "--path", source, env=env))

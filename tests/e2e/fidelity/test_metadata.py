@@ -168,6 +168,29 @@ def test_user_extended_attributes(
     assert_no_differences(compare_trees(source, target))
 
 
+def test_attributes_set_or_removed_on_an_unchanged_file_reach_the_next_backup(
+    env: dict[str, str], run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """The nightly run reads an unchanged file's attributes only if it had some: setting or
+    removing one changes the file's ctime, so the run notices it all the same."""
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "plain").write_bytes(b"no attributes yet")
+    (source / "tagged").write_bytes(b"one attribute, removed later")
+    try:
+        os.setxattr(source / "tagged", "user.tag", b"first")
+    except OSError as exc:
+        pytest.skip(f"this file system has no user attributes ({exc.strerror})")
+    assert_ok(run_spare("create", "--path", source, env=env))
+    os.setxattr(source / "plain", "user.added", b"later")
+    os.removexattr(source / "tagged", "user.tag")
+    assert_ok(run_spare("create", "--path", source, env=env))
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=env))
+    assert os.getxattr(target / "plain", "user.added") == b"later"
+    assert os.listxattr(target / "tagged") == []
+
+
 def test_posix_acls(env: dict[str, str], run_spare: SpareRunner, tmp_path: Path) -> None:
     """Access and default ACLs come back byte for byte, and the mode with them."""
     source, target = tmp_path / "source", tmp_path / "restored"

@@ -125,7 +125,7 @@ def test_damage_makes_create_read_the_files_that_use_it(cache: Cache) -> None:
     cache.commit_files("snapshot-1")
     cache.mark_damaged([(chunk_id(1), PACK_A)])
     assert cache.lookup_file(b"a", 1, 1, 1, 1) is None
-    assert cache.lookup_file(b"b", 1, 1, 1, 1) == chunk_id(2)
+    assert cache.lookup_file(b"b", 1, 1, 1, 1) == (chunk_id(2), True)
 
 
 def test_the_prune_keeps_as_many_copies_as_a_chunk_needs(cache: Cache) -> None:
@@ -155,7 +155,7 @@ def test_a_file_is_known_only_while_nothing_about_it_changed(cache: Cache) -> No
     assert cache.lookup_file(b"etc/app.conf", 10, 111, 222, 333) is None  # not committed yet
     cache.commit_files("snapshot-1")
     assert cache.get_meta("files_snapshot") == "snapshot-1"
-    assert cache.lookup_file(b"etc/app.conf", 10, 111, 222, 333) == chunks
+    assert cache.lookup_file(b"etc/app.conf", 10, 111, 222, 333) == (chunks, True)
     for changed in [
         (11, 111, 222, 333),
         (10, 112, 222, 333),
@@ -352,7 +352,7 @@ def test_the_files_of_the_previous_run_leave_the_file_on_close(tmp_path: Path) -
         if run == 0:
             one_run = path.stat().st_size
         cache = Cache(path)
-    assert cache.lookup_file(b"dir/file-7", 7, 2, 2, 7) == chunk_id(7)
+    assert cache.lookup_file(b"dir/file-7", 7, 2, 2, 7) == (chunk_id(7), True)
     assert cache.lookup_file(b"dir/file-7", 7, 1, 1, 7) is None
     cache.close()
     assert path.stat().st_size < one_run * 1.2
@@ -387,9 +387,19 @@ def test_files_are_looked_up_in_one_pass_in_the_walk_order(tmp_path: Path) -> No
     cache.start_files()
     for n, path in enumerate(walk_order):
         if n != 2:  # a file gone since: the others are found all the same
-            assert cache.lookup_file(path, n, n, n, n) == chunk_id(n)
+            assert cache.lookup_file(path, n, n, n, n) == (chunk_id(n), True)
     assert cache.lookup_file(b"a/b", 1, 1, 1, 1) is None  # out of order: read again, not wrong
     cache.start_files()
-    assert cache.lookup_file(b"a.b", 4, 4, 4, 4) == chunk_id(4)
+    assert cache.lookup_file(b"a.b", 4, 4, 4, 4) == (chunk_id(4), True)
     assert cache.lookup_file(b"a0", 5, 9, 5, 5) is None  # changed
     cache.close()
+
+
+def test_a_file_without_extended_attributes_is_remembered_so(cache: Cache) -> None:
+    cache.start_files()
+    cache.remember_file(b"plain", 1, 1, 1, 1, chunk_id(1), xattrs=False)
+    cache.remember_file(b"with-acl", 1, 1, 1, 2, chunk_id(2), xattrs=True)
+    cache.commit_files("snapshot-1")
+    cache.start_files()
+    assert cache.lookup_file(b"plain", 1, 1, 1, 1) == (chunk_id(1), False)
+    assert cache.lookup_file(b"with-acl", 1, 1, 1, 2) == (chunk_id(2), True)
