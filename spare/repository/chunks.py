@@ -100,23 +100,22 @@ class ChunkStore:
         if len(data) >= SMALL_CHUNK:
             self.encoder.submit([(chunk_id, len(data))], data)
             return chunk_id
-        shared = self._shared[_compressible(data)]
+        kind = _compressible(data)
+        shared = self._shared[kind]
         shared.members.append((chunk_id, len(data)))
         shared.parts.append(bytes(data))  # the chunker reuses its buffer
         shared.size += len(data)
         self._waiting.add(chunk_id)
         if shared.size >= SHARED_BLOB:
-            self._submit_shared(shared)
+            self._submit_shared(kind)
         return chunk_id
 
-    def _submit_shared(self, shared: _SharedBlob) -> None:
+    def _submit_shared(self, kind: bool) -> None:
+        shared = self._shared[kind]
         if shared.members:
             self.encoder.submit(shared.members, b"".join(shared.parts))
             self._waiting.difference_update(chunk_id for chunk_id, _ in shared.members)
-            self._shared = {
-                kind: _SharedBlob() if blob is shared else blob
-                for kind, blob in self._shared.items()
-            }
+            self._shared[kind] = _SharedBlob()  # the encoder keeps the members it was given
 
     def _encoded(self, members: Members, blob: bytes) -> None:
         self.packs.add(members, blob)
@@ -124,8 +123,8 @@ class ChunkStore:
 
     def flush(self) -> None:
         """Finish the pack being filled, with every chunk stored so far."""
-        for shared in list(self._shared.values()):
-            self._submit_shared(shared)
+        for kind in self._shared:
+            self._submit_shared(kind)
         self.encoder.drain()
         self.packs.flush()
 
