@@ -108,7 +108,7 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def delete(self, keys: Iterable[str]) -> None:
-        """Delete the objects; keys that do not exist MUST be ignored."""
+        """Delete the objects, in any order; keys that do not exist MUST be ignored."""
 
     def close(self) -> None:  # noqa: B027 - optional for backends that hold nothing
         """Release connections; the storage is not used afterwards."""

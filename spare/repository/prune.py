@@ -78,10 +78,20 @@ def prune(repo: Repository, keep_snapshot: Snapshot, pack_size: int = PACK_SIZE)
     listed = {info.key: info.size for info in repo.storage.list()}
     _check_stored(repo, keep_snapshot, packs, listed)
     doomed = [key for key in listed if key not in keep]
-    # Snapshots first: once the old root is gone nothing can point at what follows.
-    doomed.sort(key=lambda key: (not key.startswith(objects.SNAPSHOTS), key))
-    repo.storage.delete(doomed)
+    # One call per kind, each finished before the next: a storage deletes the keys of one call
+    # in any order (S3 in concurrent batches). The old roots go first, then the index objects
+    # that name dead packs, then the packs: a run killed in between leaves no object naming
+    # one that is gone.
+    for kind in _DELETION_ORDER:
+        repo.storage.delete(sorted(key for key in doomed if _kind(key) == kind))
     return PruneStats(deleted_objects=len(doomed), repacked=len(repacked))
+
+
+_DELETION_ORDER = (objects.SNAPSHOTS, objects.INDEX, objects.PACKS, "")
+
+
+def _kind(key: str) -> str:
+    return next((kind for kind in _DELETION_ORDER if key.startswith(kind)), "")
 
 
 def _dead_packs(repo: Repository) -> set[str]:
