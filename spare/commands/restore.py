@@ -35,9 +35,9 @@ from spare.errors import (
 from spare.fstree import normalise_skip
 from spare.owners import group_id, user_id
 from spare.repository import manifest as mf
-from spare.repository.cache import Place, RestorePlan
 from spare.repository.manifest import Entry, ManifestLines
 from spare.repository.repo import Repository
+from spare.repository.scratch import Place, RestorePlan
 from spare.repository.snapshots import Snapshot
 
 

@@ -26,8 +26,8 @@ from spare import xattrs
 from spare.errors import CannotCreate, EntryReplaced, LocalSystemError, RepositoryDamaged
 from spare.fstree import DIRECTORY_FLAGS
 from spare.repository import manifest as mf
-from spare.repository.cache import Inode, RestorePlan
 from spare.repository.manifest import Entry
+from spare.repository.scratch import Inode, RestorePlan
 
 #: Open directory descriptors kept for reuse; restores visit directories in runs.
 OPEN_DIRECTORIES = 64

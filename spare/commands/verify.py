@@ -17,12 +17,13 @@ from pathlib import Path
 from spare.commands.context import READERS, Context, reading
 from spare.console import Warnings, say
 from spare.errors import CompletedWithWarnings, RepositoryDamaged, VerifyFailed
-from spare.repository.cache import Cache, ChunkSet
+from spare.repository.cache import Cache
 from spare.repository.health import PackCheck, check_pack, choose_share
 from spare.repository.index import sync_index
 from spare.repository.manifest import Entry, ManifestLines
 from spare.repository.opening import damaged_config_copies
 from spare.repository.repo import Repository
+from spare.repository.scratch import ChunkSet
 from spare.repository.snapshots import Snapshot, damaged_root_copies
 
 

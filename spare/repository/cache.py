@@ -1,153 +1,26 @@
-"""The local SQLite databases: every SQL statement of spare is in this module.
+"""The local cache: where each chunk is stored, and which files the last snapshot saw.
 
-:class:`Cache` knows where each chunk is stored and which files the last snapshot saw. It lives
-in SQLite so that lookups stay out of RAM whatever the size of the tree, and it can be thrown
-away at any time: everything in it is rebuilt from the bucket (index objects, pack trailers, the
-snapshot's manifest) when it is missing or disagrees with the bucket. :class:`RestorePlan` and
-:class:`ChunkSet` are the scratch databases of one restore and one verify.
-
-Every database is opened through :func:`connect`, the boundary where the SQLite errors that the
-host causes (a full disk, a directory spare may not write, another process holding the database)
-become spare's errors, one line and an exit code; any other SQLite error is a bug and stays one.
+It lives in SQLite (opened through :func:`spare.repository.database.connect`) so that lookups
+stay out of RAM whatever the size of the tree, and it can be thrown away at any time: everything
+in it is rebuilt from the bucket (index objects, pack trailers, the snapshot's manifest) when it
+is missing or disagrees with the bucket.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from spare.errors import LocalSystemError, Locked, SpareError
+from spare.repository.database import CacheDamaged, connect, remove_database
 from spare.repository.objects import BlobRecord
 from spare.repository.packs import PackInfo
+from spare.repository.scratch import RestorePlan
 
 log = logging.getLogger("spare")
-
-#: Seconds a statement waits for another process's write to the same database to end. Commands
-#: that share a cache also share a bucket, whose lock they take first, so only a spare still
-#: closing its cache, or a run whose lock was removed by ``spare unlock --force``, makes one wait.
-BUSY_TIMEOUT = 30.0
-
-#: Bytes free under which a file system counts as full when SQLite reports an I/O error.
-NEARLY_FULL = 1 << 20
-
-#: SQLite's primary result codes that mean the host refused.
-_REFUSED = (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM)
-_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-
-
-def host_error(exc: sqlite3.Error, path: Path) -> SpareError | None:
-    """What ``exc``, raised by the database ``path``, means to the user; None for a bug."""
-    code = getattr(exc, "sqlite_errorcode", None) or 0
-    primary = code & 0xFF  # an extended code's primary code
-    where = f"the local cache {path} ({exc}, {getattr(exc, 'sqlite_errorname', code)})"
-    # Out of space, SQLite may say "disk I/O error" (its shared memory file could not grow).
-    if primary == sqlite3.SQLITE_FULL or (primary == sqlite3.SQLITE_IOERR and _full(path.parent)):
-        return LocalSystemError(
-            f"no space left for {where}: free space in {path.parent}, or set SPARE_CACHE_DIR to a "
-            "directory with room"
-        )
-    if primary in _REFUSED:
-        return LocalSystemError(
-            f"cannot write {where}: make {path.parent} writable (mode, owner, 'lsattr -d', a "
-            "read-only mount), or set SPARE_CACHE_DIR to a writable directory"
-        )
-    if primary == sqlite3.SQLITE_IOERR:
-        return LocalSystemError(
-            f"the file system failed while writing {where}: check it (dmesg), or set "
-            "SPARE_CACHE_DIR to a directory on another one"
-        )
-    if primary in _BUSY:
-        return Locked(
-            f"another spare run is using {where}; try again once it has finished (a run whose "
-            "lock was removed with 'spare unlock --force' may still be running)"
-        )
-    return None
-
-
-def _full(directory: Path) -> bool:
-    """Whether the file system of ``directory`` has (almost) no room left for this user."""
-    try:
-        st = os.statvfs(directory)
-    except OSError:
-        return False
-    return st.f_bavail * st.f_frsize < NEARLY_FULL
-
-
-#: SQLite's primary result codes that mean the database file is damaged.
-_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-
-
-class CacheDamaged(LocalSystemError):
-    """The database file is damaged (a disk fault, a crash of the file system): it is removed,
-    and rebuilt from the bucket by the next run."""
-
-
-def _damaged(exc: sqlite3.Error) -> bool:
-    return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in _DAMAGED
-
-
-def remove_database(path: Path) -> None:
-    """Remove the database ``path`` with its journal files."""
-    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm", f"{path.name}-journal"):
-        with contextlib.suppress(FileNotFoundError):
-            (path.parent / name).unlink()
-
-
-@contextlib.contextmanager
-def _translated(path: Path) -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        error = host_error(exc, path)
-        if error is None:
-            raise
-        raise error from exc
-    except sqlite3.DatabaseError as exc:
-        if not _damaged(exc):
-            raise
-        remove_database(path)
-        raise CacheDamaged(
-            f"the local cache {path} is damaged ({exc}); it was removed, and the next run "
-            "rebuilds it from the bucket: check the disk it was on (dmesg)"
-        ) from exc
-
-
-class _Connection(sqlite3.Connection):
-    """A connection whose statements fail with :func:`host_error`'s errors where the host
-    refused. A statement does its work in ``execute`` (a query up to its first row, sorting
-    included), so the rows fetched afterwards only read what is there."""
-
-    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
-        self.path = Path(database)
-        super().__init__(database, *args, **kwargs)
-
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        with _translated(self.path):
-            return super().execute(sql, parameters)
-
-    def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
-        with _translated(self.path):
-            return super().executemany(sql, parameters)
-
-    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
-        with _translated(self.path):
-            return super().executescript(sql_script)
-
-    def commit(self) -> None:
-        with _translated(self.path):
-            super().commit()
-
-
-def connect(path: Path, **options: Any) -> sqlite3.Connection:
-    """Open the database ``path`` (see :class:`_Connection`); ``options`` go to sqlite3."""
-    with _translated(path):
-        return sqlite3.connect(path, factory=_Connection, timeout=BUSY_TIMEOUT, **options)
 
 
 SCHEMA = """
@@ -624,134 +497,3 @@ class Cache:
         self._stop_lookups()
         self.db.execute("DELETE FROM files")
         self.db.execute("DELETE FROM meta WHERE key='files_snapshot'")
-
-
-class Inode(NamedTuple):
-    """What restore records of an inode it made, and checks before it writes to or changes it.
-
-    The device and inode number name the inode; the owner (restore's own user until the
-    metadata pass) and the kind (``stat.S_IFMT``) keep an inode number that the file system
-    gave again, to a file someone else made after removing restore's, from passing for it.
-    """
-
-    dev: int
-    ino: int
-    uid: int
-    kind: int
-
-
-#: One place a restored chunk goes: its blob in a pack, the file and offset it is written at, and
-#: the inode restore made for that file (None if it made none).
-Place = tuple[BlobRecord, bytes, int, Inode | None]
-
-
-class RestorePlan:
-    """A restore's scratch database: the inodes it made, the entries to finish last, and where
-    each chunk goes.
-
-    Shared by the threads that read packs (each reads its own pack's rows).
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.db = connect(path, check_same_thread=False)
-        self.db.executescript(
-            "CREATE TABLE places(pack TEXT, offset INTEGER, length INTEGER, size INTEGER,"
-            " start INTEGER, id BLOB, path BLOB, at INTEGER);"
-            "CREATE TABLE pack_transforms(pack TEXT PRIMARY KEY, transforms TEXT);"
-            "CREATE TABLE late(seq INTEGER PRIMARY KEY, path BLOB, entry BLOB);"
-            "CREATE TABLE unselected(path BLOB PRIMARY KEY, entry BLOB) WITHOUT ROWID;"
-            "CREATE TABLE wanted(path BLOB, idx INTEGER, id BLOB);"
-            "CREATE TABLE created(path BLOB PRIMARY KEY, dev INTEGER, ino INTEGER, uid INTEGER,"
-            " kind INTEGER) WITHOUT ROWID;"
-        )
-        self.late_count = 0
-
-    def close(self) -> None:
-        self.db.close()
-
-    def commit(self) -> None:
-        self.db.commit()
-
-    def add_created(self, path: bytes, inode: Inode) -> None:
-        """Restore made ``inode`` at ``path``."""
-        self.db.execute("INSERT INTO created VALUES(?, ?, ?, ?, ?)", (path, *inode))
-
-    def created(self, path: bytes) -> Inode | None:
-        """The inode restore made at ``path``, if it made one."""
-        row = self.db.execute(
-            "SELECT dev, ino, uid, kind FROM created WHERE path=?", (path,)
-        ).fetchone()
-        return Inode(*row) if row else None
-
-    def add_late(self, path: bytes, line: bytes) -> None:
-        """An entry whose metadata is applied after every content is written."""
-        self.late_count += 1
-        self.db.execute("INSERT INTO late VALUES(?, ?, ?)", (self.late_count, path, line))
-
-    def late_entries(self) -> Iterator[tuple[bytes, Inode | None]]:
-        """The late entries, last first (children before the directories that hold them), each
-        with the inode restore made for it."""
-        return (
-            (line, Inode(*inode) if inode[0] is not None else None)
-            for line, *inode in self.db.execute(
-                "SELECT l.entry, c.dev, c.ino, c.uid, c.kind FROM late l "
-                "LEFT JOIN created c ON c.path = l.path ORDER BY l.seq DESC"
-            )
-        )
-
-    def add_unselected(self, path: bytes, line: bytes) -> None:
-        """An entry that ``--include`` left out, in case a hardlink names it later."""
-        self.db.execute("INSERT INTO unselected VALUES(?, ?)", (path, line))
-
-    def unselected(self, path: bytes) -> bytes | None:
-        row = self.db.execute("SELECT entry FROM unselected WHERE path=?", (path,)).fetchone()
-        return row[0] if row else None
-
-    def want(self, path: bytes, chunks: Iterable[bytes]) -> None:
-        """The file ``path`` is made of ``chunks``, in order."""
-        self.db.executemany(
-            "INSERT INTO wanted VALUES(?, ?, ?)",
-            ((path, index, chunk_id) for index, chunk_id in enumerate(chunks)),
-        )
-
-    def packs(self) -> list[tuple[str, tuple[str, ...]]]:
-        """The packs to read (after :meth:`Cache.locate_wanted`), with their transforms."""
-        return [
-            (pack, tuple(transforms.split(",")))
-            for pack, transforms in self.db.execute("SELECT pack, transforms FROM pack_transforms")
-        ]
-
-    def places(self, pack: str) -> list[Place]:
-        """Where the chunks of ``pack`` go, by offset in the pack."""
-        return [
-            (
-                BlobRecord(chunk_id, offset, length, size, start),
-                path,
-                at,
-                Inode(*inode) if inode[0] is not None else None,
-            )
-            for offset, length, size, start, chunk_id, path, at, *inode in self.db.execute(
-                "SELECT p.offset, p.length, p.size, p.start, p.id, p.path, p.at, c.dev, c.ino, "
-                "c.uid, c.kind FROM places p LEFT JOIN created c ON c.path = p.path "
-                "WHERE p.pack=? ORDER BY p.offset, p.start",
-                (pack,),
-            )
-        ]
-
-
-class ChunkSet:
-    """A set of chunk ids on disk (verify's good chunks): as large as a repository gets."""
-
-    def __init__(self, path: Path) -> None:
-        self.db = connect(path, check_same_thread=False)
-        self.db.execute("CREATE TABLE chunks(id BLOB PRIMARY KEY) WITHOUT ROWID")
-
-    def close(self) -> None:
-        self.db.close()
-
-    def add(self, chunk_ids: Iterable[bytes]) -> None:
-        self.db.executemany("INSERT OR IGNORE INTO chunks VALUES(?)", ((c,) for c in chunk_ids))
-
-    def __contains__(self, chunk_id: object) -> bool:
-        row = self.db.execute("SELECT 1 FROM chunks WHERE id=?", (chunk_id,)).fetchone()
-        return row is not None

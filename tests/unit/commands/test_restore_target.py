@@ -17,8 +17,8 @@ import pytest
 from spare.commands.restore_target import Target, split
 from spare.errors import EntryReplaced, RepositoryDamaged
 from spare.repository import manifest as mf
-from spare.repository.cache import RestorePlan
 from spare.repository.manifest import Entry
+from spare.repository.scratch import RestorePlan
 
 IS_ROOT = os.geteuid() == 0
 NOBODY = 65534

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from spare.errors import Locked
-from spare.repository import cache as cache_module
-from spare.repository.cache import Cache, ChunkSet, Inode, RestorePlan
+from spare.repository import database
+from spare.repository.cache import Cache
 from spare.repository.objects import BlobRecord
 from spare.repository.packs import PackInfo
+from spare.repository.scratch import ChunkSet, Inode, RestorePlan
 
 
 def chunk_id(n: int) -> bytes:
@@ -301,7 +302,7 @@ def test_a_cache_another_process_writes_to_is_locked_not_a_crash(
 ) -> None:
     """Another writer holds the database past the busy timeout: exit code 7, naming the cache.
     The writer is a second connection, as another spare process would hold it."""
-    monkeypatch.setattr(cache_module, "BUSY_TIMEOUT", 0.2)
+    monkeypatch.setattr(database, "BUSY_TIMEOUT", 0.2)
     first = Cache(tmp_path / "cache.sqlite")
     second = Cache(tmp_path / "cache.sqlite")
     try:
