@@ -15,6 +15,7 @@ from spare.registry import LockRegistry, StorageRegistry, TransformRegistry
 #: Built-in plugins, by module name: the core never imports them otherwise.
 DEFAULT_PLUGINS = (
     "spare_plugins.fsspec_storage",
+    "spare_plugins.s3_storage",
     "spare_plugins.local_storage",
     "spare_plugins.lzma_transform",
     "spare_plugins.aessiv_transform",

@@ -1,22 +1,19 @@
-"""Storage through fsspec: S3 (s3fs) for every S3-compatible endpoint, memory, other protocols.
+"""Storage through fsspec: memory, other protocols, and the base of the S3 storage
+(:mod:`spare_plugins.s3_storage`), with the translation of their errors.
 
-fsspec's large API stays in this module; the core sees :class:`spare.storage.Storage` only. Which
-backends can create an object atomically is known here, per protocol, because fsspec's generic
-``mode="create"`` is a check-then-write.
+fsspec's large API stays in these modules; the core sees :class:`spare.storage.Storage` only.
+Which backends can create an object atomically is known here, per protocol, because fsspec's
+generic ``mode="create"`` is a check-then-write.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
-import hashlib
-import os
-import re
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import BinaryIO, TypeVar
+from typing import TypeVar
 
 import fsspec
 import fsspec.asyn
@@ -36,18 +33,6 @@ from spare.registry import StorageRegistry
 from spare.storage import ObjectInfo, Storage, StorageLocation
 
 T = TypeVar("T")
-
-# botocore gives up on a dead endpoint after these; the core's retry wrapper retries transient ones.
-S3_CONFIG = {
-    "connect_timeout": 10,
-    "read_timeout": 120,
-    "retries": {"max_attempts": 3},
-    # Checksum headers only where the API demands them: Ceph RGW rejects trailing checksums, and
-    # packs are named by their SHA-256, which verify checks anyway.
-    "request_checksum_calculation": "when_required",
-    "response_checksum_validation": "when_required",
-}
-
 
 #: S3 error codes whose meaning s3fs loses on some servers (Ceph RGW's refused conditional
 #: write reaches us as a bare EINVAL): looked up on the botocore error behind s3fs's.
@@ -90,7 +75,7 @@ TRANSIENT_NAMES = frozenset(
 )
 
 
-def _s3_code(exc: BaseException) -> str | None:
+def s3_code(exc: BaseException) -> str | None:
     """The S3 error code of the botocore ClientError behind ``exc``, if any."""
     seen: BaseException | None = exc
     while seen is not None:
@@ -130,7 +115,7 @@ def _cannot_connect(exc: BaseException) -> bool:
 
 def _translate(exc: BaseException, what: str) -> StorageError:
     """Map an fsspec/s3fs/botocore exception to spare's storage errors."""
-    code = _s3_code(exc)
+    code = s3_code(exc)
     if code in S3_CODES:
         error = S3_CODES[code]
         if error is AccessDenied:
@@ -265,167 +250,6 @@ def _relative(name: str, root: str) -> str:
     return name[len(root) + 1 :] if name.startswith(root + "/") else name
 
 
-class S3Storage(FsspecStorage):
-    """S3 through s3fs, every object checked on the way in and on the way out.
-
-    A PUT carries its Content-MD5, and a HEAD then checks the size the server kept. A GET checks
-    the length of what came back against the range asked for and the size the server states, so
-    a reply cut short is retried, never taken for the object's end.
-    """
-
-    def put(self, key: str, data: bytes) -> None:
-        self._call(f"storing {key}", lambda: self._put_object(key, data, _md5(data)))
-
-    def put_file(self, key: str, path: str) -> None:
-        # Streamed from the file, as aiohttp reads it: held whole in memory, a pack would also
-        # be copied whole into the socket's send buffer.
-        with open(path, "rb") as body:  # the host's own file: its errors are the host's
-            digest = hashlib.md5(usedforsecurity=False)
-            while chunk := body.read(1 << 20):
-                digest.update(chunk)
-            md5 = base64.b64encode(digest.digest()).decode()
-            self._call(f"storing {key}", lambda: self._put_object(key, body, md5))
-
-    def create(self, key: str, data: bytes) -> None:
-        # One PUT with If-None-Match: *, never a multipart upload (whose completion Ceph RGW
-        # does not make conditional); the refusal is recognised by its S3 code (see S3_CODES).
-        self._call(
-            f"creating {key}", lambda: self._put_object(key, data, _md5(data), IfNoneMatch="*")
-        )
-
-    def _put_object(self, key: str, body: bytes | BinaryIO, md5: str, **condition: str) -> None:
-        if isinstance(body, bytes):
-            size = len(body)
-        else:
-            size = body.seek(0, os.SEEK_END)
-            body.seek(0)
-        # Straight to botocore, not through s3fs's call_s3: s3fs's retry sends the same request
-        # again, and a file the first attempt read to its end then goes as an empty object
-        # (botocore's own retries rewind it; aiohttp's refuse a consumed one). What botocore
-        # gives up on, spare's retry wrapper sends again from a file opened anew.
-        fsspec.asyn.sync(
-            self.fs.loop,
-            self.fs.s3.put_object,
-            Bucket=self.root,
-            Key=key,
-            Body=body,
-            ContentMD5=md5,
-            **condition,
-        )
-        try:
-            stored = self.fs.call_s3("head_object", Bucket=self.root, Key=key)["ContentLength"]
-        except FileNotFoundError:
-            stored = None
-        if stored == size:
-            return
-        if condition:
-            # The conditional PUT succeeded, so the object is this call's own: it goes, so that
-            # the retry can create it whole.
-            self.fs.call_s3("delete_object", Bucket=self.root, Key=key)
-        raise StorageTransient(
-            f"storing {key}: the server kept {'nothing' if stored is None else stored} "
-            f"of {size} bytes"
-        )
-
-    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
-        first = max(0, start or 0)
-        if end is not None and end <= first:
-            self._call(
-                f"reading {key}",
-                lambda: self.fs.call_s3("head_object", Bucket=self.root, Key=key),
-            )
-            return b""
-        ranged = first > 0 or end is not None
-        try:
-            return self._call(f"reading {key}", lambda: self._get_object(key, first, end, ranged))
-        except StorageError as exc:
-            # S3 refuses a range that starts at or past the end (any range of an empty
-            # object); the contract cuts it at the end instead.
-            if ranged and _s3_code(exc) == "InvalidRange":
-                return b""
-            raise
-
-    def _get_object(self, key: str, first: int, end: int | None, ranged: bool) -> bytes:
-        extra = {"Range": f"bytes={first}-{'' if end is None else end - 1}"} if ranged else {}
-        reply = self.fs.call_s3("get_object", Bucket=self.root, Key=key, **extra)
-        body = reply["Body"]
-        try:
-            # The body is read on s3fs's event loop, like s3fs's own cat_file does.
-            data: bytes = fsspec.asyn.sync(self.fs.loop, body.read)
-        finally:
-            body.close()
-        header = reply.get("ContentRange")
-        if not header:  # the whole object: aiohttp checked it against its Content-Length
-            return data[first:end] if ranged else data
-        served = _CONTENT_RANGE.fullmatch(header.strip())
-        if served is None or int(served[1]) != first:
-            raise StorageTransient(
-                f"reading {key}: the server sent {header!r}, not byte {first} on"
-            )
-        # The server states the object's size (``*``: it does not know, so it is taken at its
-        # word); "fewer bytes than asked" is the object's end only where that size says so.
-        if served[3] == "*":
-            want = int(served[2]) + 1 - first
-        else:
-            want = (int(served[3]) if end is None else min(end, int(served[3]))) - first
-        if len(data) < want:
-            raise StorageTransient(
-                f"reading {key}: the reply was cut short ({len(data)} of {want} bytes)"
-            )
-        return data[:want]
-
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        # Page by page, keeping only key and size: s3fs's find() builds a dict per object.
-        def listing() -> Iterator[ObjectInfo]:
-            token: dict[str, str] = {}
-            while True:
-                try:
-                    page = self.fs.call_s3(
-                        "list_objects_v2", Bucket=self.root, Prefix=prefix, **token
-                    )
-                except FileNotFoundError:  # no bucket: nothing in it
-                    return
-                for item in page.get("Contents", ()):
-                    yield ObjectInfo(item["Key"], int(item["Size"]))
-                if not page.get("IsTruncated"):
-                    return
-                token = {"ContinuationToken": page["NextContinuationToken"]}
-
-        return self._call_iter(f"listing {self.root}", listing())
-
-
-def _md5(data: bytes) -> str:
-    """The Content-MD5 header of ``data``."""
-    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
-
-
-#: A ranged reply's Content-Range: its first and last byte, and the object's size.
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
-
-
-def make_s3(location: StorageLocation) -> Storage:
-    # Imported only when an S3 endpoint is used: it adds ~21 MiB of RSS, its first request ~16 more.
-    import s3fs
-
-    fs = s3fs.S3FileSystem(
-        key=location.access_key,
-        secret=location.secret_key,
-        endpoint_url=location.url,
-        skip_instance_cache=True,
-        use_listings_cache=False,
-        config_kwargs={**S3_CONFIG, "s3": {"addressing_style": "path"}},
-    )
-    bucket = location.bucket
-
-    def make_bucket() -> None:
-        if fs.exists(bucket):
-            return
-        with contextlib.suppress(FileExistsError):  # created meanwhile
-            fs.mkdir(bucket)  # no region: custom endpoints refuse a LocationConstraint
-
-    return S3Storage(fs, bucket, atomic_create=True, make_root=make_bucket)
-
-
 def make_memory(location: StorageLocation) -> Storage:
     fs = fsspec.filesystem("memory")
     root = f"/{location.url.strip('/')}/{location.bucket}".replace("//", "/")
@@ -455,7 +279,6 @@ def make_generic(location: StorageLocation) -> Storage:
 
 @hookimpl(trylast=True)
 def spare_register_storages(registry: StorageRegistry) -> None:
-    registry.add_storage("s3", make_s3)
     registry.add_storage("memory", make_memory)
     # ``file`` (and its alias ``local``) is spare_plugins.local_storage's, which trusts nothing
     # below the bucket directory; fsspec's local filesystem follows symlinks.

@@ -1,4 +1,4 @@
-"""The s3 storage (spare_plugins.fsspec_storage) meeting a failing network: what each fault becomes.
+"""The s3 storage (spare_plugins.s3_storage) meeting a failing network: what each fault becomes.
 
 A real s3fs client talks to the suite's S3 server through :mod:`support.faultproxy`, with
 botocore's and s3fs's own retries off, so that each fault reaches spare's translation as it does
@@ -20,7 +20,7 @@ from support.harness import free_port
 
 from spare.errors import StorageTransient, StorageUnreachable
 from spare.storage import RetryingStorage
-from spare_plugins.fsspec_storage import S3_CONFIG, S3Storage
+from spare_plugins.s3_storage import S3_CONFIG, S3Storage
 
 DATA = os.urandom(300_000)
 
