@@ -27,7 +27,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS packs(
     id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, transforms TEXT NOT NULL,
-    size INTEGER NOT NULL, indexed_in TEXT, known INTEGER NOT NULL);
+    size INTEGER NOT NULL, blob_bytes INTEGER NOT NULL, indexed_in TEXT, known INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS chunk_copies(
     id BLOB NOT NULL, pack INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
     size INTEGER NOT NULL, start INTEGER NOT NULL, PRIMARY KEY(id, pack)) WITHOUT ROWID;
@@ -51,7 +51,7 @@ _FILES_NEXT = """CREATE TABLE IF NOT EXISTS files_next(
 #: A cache of another schema is removed and built again from the bucket. 3: chunk copies name
 #: their pack by number (a third of the size at a million files). 4: small chunks share blobs.
 #: 5: the files table knows which files had extended attributes.
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 
 #: A chunk may be stored in several packs (the manifest's two copies, a chunk stored anew because
 #: its first copy is damaged, an interrupted run's pack). Its copies are used in this order:
@@ -227,12 +227,13 @@ class Cache:
         """Know ``pack`` and where its chunks are: copies of chunks known elsewhere come after
         those (see :meth:`locations`), so that a pack found in the bucket later never takes a
         chunk away from a known pack, and the prune cannot be led to delete that one."""
+        blob_bytes = sum(length for _, length in {(b.offset, b.length) for b in pack.blobs})
         self.db.execute(
-            "INSERT INTO packs(name, transforms, size, indexed_in, known) "
-            "VALUES(?, ?, ?, ?, (SELECT COALESCE(MAX(known), 0) + 1 FROM packs)) "
+            "INSERT INTO packs(name, transforms, size, blob_bytes, indexed_in, known) "
+            "VALUES(?, ?, ?, ?, ?, (SELECT COALESCE(MAX(known), 0) + 1 FROM packs)) "
             "ON CONFLICT(name) DO UPDATE SET transforms=excluded.transforms, "
-            "size=excluded.size, indexed_in=excluded.indexed_in",
-            (pack.name, ",".join(pack.transforms), pack.size, indexed_in),
+            "size=excluded.size, blob_bytes=excluded.blob_bytes, indexed_in=excluded.indexed_in",
+            (pack.name, ",".join(pack.transforms), pack.size, blob_bytes, indexed_in),
         )
         (number,) = self.db.execute("SELECT id FROM packs WHERE name=?", (pack.name,)).fetchone()
         self.db.executemany(
@@ -396,9 +397,7 @@ class Cache:
             self.db.execute(
                 "SELECT p.name, (SELECT COALESCE(SUM(length), 0) FROM "
                 "(SELECT DISTINCT h.offset, h.length FROM held h WHERE h.pack = p.name)), "
-                "(SELECT COALESCE(SUM(length), 0) FROM "
-                "(SELECT DISTINCT c.offset, c.length FROM chunk_copies c WHERE c.pack = p.id)) "
-                "FROM packs p"
+                "p.blob_bytes FROM packs p"
             ).fetchall()
         )
 

@@ -45,11 +45,11 @@ def prune(repo: Repository, keep_snapshot: Snapshot, pack_size: int = PACK_SIZE)
     cache = repo.cache
     cache.begin()
     cache.hold_live()
-    dead = _dead_packs(repo)
+    dead, usage = _dead_packs(repo)
     damaged = cache.damaged_packs()
     sparse = [
         pack
-        for pack, live, total in cache.pack_usage()
+        for pack, live, total in usage
         if pack not in dead and (pack in damaged or live < total * REPACK_BELOW)
     ]
     repacked = _repack(repo, sparse, pack_size)
@@ -94,8 +94,9 @@ def _kind(key: str) -> str:
     return next((kind for kind in _DELETION_ORDER if key.startswith(kind)), "")
 
 
-def _dead_packs(repo: Repository) -> set[str]:
-    """The packs that hold no copy the snapshot keeps.
+def _dead_packs(repo: Repository) -> tuple[set[str], list[tuple[str, int, int]]]:
+    """The packs that hold no copy the snapshot keeps, and every pack's usage (see
+    :meth:`Cache.pack_usage`) once they are chosen.
 
     A pack may hold live chunks whose kept copies are elsewhere: those copies are read, and
     checked, before the pack is given up; a kept copy that does not check is marked damaged
@@ -105,7 +106,8 @@ def _dead_packs(repo: Repository) -> set[str]:
     cache = repo.cache
     checked: set[tuple[bytes, str]] = set()
     while True:
-        dead = {pack for pack, live, _ in cache.pack_usage() if not live}
+        usage = list(cache.pack_usage())
+        dead = {pack for pack, live, _ in usage if not live}
         bad = []
         for pack, records in cache.copies_elsewhere(dead).items():
             records = [r for r in records if (r.chunk_id, pack) not in checked]
@@ -116,7 +118,7 @@ def _dead_packs(repo: Repository) -> set[str]:
                     log.warning("pack %s is damaged (%s)", pack, blob.problem)
                     bad.append((blob.record.chunk_id, pack))
         if not bad:
-            return dead
+            return dead, usage
         cache.mark_damaged(bad)
         cache.hold_live()
 
