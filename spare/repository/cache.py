@@ -27,7 +27,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS packs(
     id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, transforms TEXT NOT NULL,
-    size INTEGER NOT NULL, blob_bytes INTEGER NOT NULL, indexed_in TEXT, known INTEGER NOT NULL);
+    size INTEGER NOT NULL, records INTEGER NOT NULL, blob_bytes INTEGER NOT NULL,
+    indexed_in TEXT, known INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS chunk_copies(
     id BLOB NOT NULL, pack INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
     size INTEGER NOT NULL, start INTEGER NOT NULL, PRIMARY KEY(id, pack)) WITHOUT ROWID;
@@ -51,7 +52,7 @@ _FILES_NEXT = """CREATE TABLE IF NOT EXISTS files_next(
 #: A cache of another schema is removed and built again from the bucket. 3: chunk copies name
 #: their pack by number (a third of the size at a million files). 4: small chunks share blobs.
 #: 5: the files table knows which files had extended attributes.
-SCHEMA_VERSION = "6"
+SCHEMA_VERSION = "7"
 
 #: A chunk may be stored in several packs (the manifest's two copies, a chunk stored anew because
 #: its first copy is damaged, an interrupted run's pack). Its copies are used in this order:
@@ -229,11 +230,19 @@ class Cache:
         chunk away from a known pack, and the prune cannot be led to delete that one."""
         blob_bytes = sum(length for _, length in {(b.offset, b.length) for b in pack.blobs})
         self.db.execute(
-            "INSERT INTO packs(name, transforms, size, blob_bytes, indexed_in, known) "
-            "VALUES(?, ?, ?, ?, ?, (SELECT COALESCE(MAX(known), 0) + 1 FROM packs)) "
-            "ON CONFLICT(name) DO UPDATE SET transforms=excluded.transforms, "
-            "size=excluded.size, blob_bytes=excluded.blob_bytes, indexed_in=excluded.indexed_in",
-            (pack.name, ",".join(pack.transforms), pack.size, blob_bytes, indexed_in),
+            "INSERT INTO packs(name, transforms, size, records, blob_bytes, indexed_in, known) "
+            "VALUES(?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(known), 0) + 1 FROM packs)) "
+            "ON CONFLICT(name) DO UPDATE SET transforms=excluded.transforms, size=excluded.size, "
+            "records=excluded.records, blob_bytes=excluded.blob_bytes, "
+            "indexed_in=excluded.indexed_in",
+            (
+                pack.name,
+                ",".join(pack.transforms),
+                pack.size,
+                len(pack.blobs),
+                blob_bytes,
+                indexed_in,
+            ),
         )
         (number,) = self.db.execute("SELECT id FROM packs WHERE name=?", (pack.name,)).fetchone()
         self.db.executemany(
@@ -335,11 +344,11 @@ class Cache:
         self.db.execute("UPDATE packs SET indexed_in=NULL WHERE indexed_in=?", (name,))
 
     def index_sizes(self) -> dict[str, int]:
-        """Blobs per index object."""
+        """Blob records per index object."""
         return dict(
             self.db.execute(
-                "SELECT i.name, COUNT(c.id) FROM index_objects i LEFT JOIN packs p "
-                "ON p.indexed_in = i.name LEFT JOIN chunks c ON c.pack = p.name GROUP BY i.name"
+                "SELECT i.name, COALESCE(SUM(p.records), 0) FROM index_objects i LEFT JOIN packs p "
+                "ON p.indexed_in = i.name GROUP BY i.name"
             )
         )
 
@@ -415,6 +424,9 @@ class Cache:
     def copies_elsewhere(self, packs: Iterable[str]) -> dict[str, list[BlobRecord]]:
         """For the live chunks that ``packs`` hold copies of but the prune keeps elsewhere:
         the kept copies, by pack. Those are read before ``packs`` are deleted."""
+        packs = list(packs)
+        if not packs:
+            return {}  # an unchanged tree's run: the query would still join every copy
         self.db.execute("CREATE TEMP TABLE IF NOT EXISTS doomed(pack TEXT PRIMARY KEY)")
         self.db.execute("DELETE FROM doomed")
         self.db.executemany("INSERT OR IGNORE INTO doomed VALUES(?)", ((p,) for p in packs))
