@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -51,7 +51,8 @@ _FILES_NEXT = """CREATE TABLE IF NOT EXISTS files_next(
 
 #: A cache of another schema is removed and built again from the bucket. 3: chunk copies name
 #: their pack by number (a third of the size at a million files). 4: small chunks share blobs.
-#: 5: the files table knows which files had extended attributes.
+#: 7: a pack's row keeps its blob records and bytes (5: the files table knows which files had
+#: extended attributes).
 SCHEMA_VERSION = "7"
 
 #: A chunk may be stored in several packs (the manifest's two copies, a chunk stored anew because
@@ -399,16 +400,14 @@ class Cache:
             """
         )
 
-    def pack_usage(self) -> Iterator[tuple[str, int, int]]:
+    def pack_usage(self) -> list[tuple[str, int, int]]:
         """(pack, bytes of the copies it holds for the snapshot, all bytes) for every pack,
         after :meth:`hold_live`."""
-        return iter(
-            self.db.execute(
-                "SELECT p.name, (SELECT COALESCE(SUM(length), 0) FROM "
-                "(SELECT DISTINCT h.offset, h.length FROM held h WHERE h.pack = p.name)), "
-                "p.blob_bytes FROM packs p"
-            ).fetchall()
-        )
+        return self.db.execute(
+            "SELECT p.name, (SELECT COALESCE(SUM(length), 0) FROM "
+            "(SELECT DISTINCT h.offset, h.length FROM held h WHERE h.pack = p.name)), "
+            "p.blob_bytes FROM packs p"
+        ).fetchall()
 
     def live_blobs(self, pack: str) -> list[BlobRecord]:
         """The copies ``pack`` holds for the snapshot, after :meth:`hold_live`."""

@@ -106,7 +106,7 @@ def _dead_packs(repo: Repository) -> tuple[set[str], list[tuple[str, int, int]]]
     cache = repo.cache
     checked: set[tuple[bytes, str]] = set()
     while True:
-        usage = list(cache.pack_usage())
+        usage = cache.pack_usage()
         dead = {pack for pack, live, _ in usage if not live}
         bad = []
         for pack, records in cache.copies_elsewhere(dead).items():
