@@ -35,6 +35,8 @@ class StorageLocation:
     bucket: str
     access_key: str | None = None
     secret_key: str | None = field(default=None, repr=False)
+    #: The S3 region (AWS buckets outside us-east-1); None for the endpoint's default.
+    region: str | None = None
 
     def describe(self) -> str:
         return (
@@ -193,6 +195,65 @@ class RetryingStorage(StorageWrapper):
         self._retry("deleting objects", lambda: self.inner.delete(keys))
 
 
+@dataclass
+class Traffic:
+    """What a command did to the bucket: objects written and deleted, bytes moved."""
+
+    objects_written: int = 0
+    bytes_uploaded: int = 0
+    objects_read: int = 0
+    bytes_downloaded: int = 0
+    objects_deleted: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def figures(self) -> dict[str, int]:
+        return {
+            "objects_written": self.objects_written,
+            "bytes_uploaded": self.bytes_uploaded,
+            "objects_read": self.objects_read,
+            "bytes_downloaded": self.bytes_downloaded,
+            "objects_deleted": self.objects_deleted,
+        }
+
+
+class CountingStorage(StorageWrapper):
+    """Counts what passes through into a :class:`Traffic` (the command's summary)."""
+
+    def __init__(self, inner: Storage, traffic: Traffic) -> None:
+        super().__init__(inner)
+        self.traffic = traffic
+
+    def _wrote(self, size: int) -> None:
+        with self.traffic._lock:
+            self.traffic.objects_written += 1
+            self.traffic.bytes_uploaded += size
+
+    def put(self, key: str, data: bytes) -> None:
+        self.inner.put(key, data)
+        self._wrote(len(data))
+
+    def put_file(self, key: str, path: str) -> None:
+        self.inner.put_file(key, path)
+        self._wrote(os.stat(path).st_size)
+
+    def create(self, key: str, data: bytes) -> None:
+        self.inner.create(key, data)
+        self._wrote(len(data))
+
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        data = self.inner.get(key, start, end)
+        with self.traffic._lock:
+            self.traffic.objects_read += 1
+            self.traffic.bytes_downloaded += len(data)
+        return data
+
+    def delete(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        self.inner.delete(keys)
+        with self.traffic._lock:
+            self.traffic.objects_deleted += len(keys)
+
+
 #: Writes smaller than this are not held back by the upload limit (they still count towards it).
 SMALL_WRITE = 16 << 10
 
@@ -248,7 +309,12 @@ class RateLimitedStorage(StorageWrapper):
 
 
 def parse_endpoint(
-    endpoint: str | None, bucket: str | None, access_key: str | None, secret_key: str | None
+    endpoint: str | None,
+    bucket: str | None,
+    access_key: str | None,
+    secret_key: str | None,
+    *,
+    region: str | None = None,
 ) -> StorageLocation:
     """Turn the user's ``--endpoint`` and ``--bucket`` into a :class:`StorageLocation`.
 
@@ -269,7 +335,7 @@ def parse_endpoint(
         scheme = scheme.lower()
         if scheme in ("http", "https"):
             return StorageLocation(
-                "s3", f"{scheme}://{rest.rstrip('/')}", bucket, access_key, secret_key
+                "s3", f"{scheme}://{rest.rstrip('/')}", bucket, access_key, secret_key, region
             )
         if scheme == "file":
             if not rest.startswith("/"):
@@ -278,9 +344,9 @@ def parse_endpoint(
                     "file:///absolute/path"
                 )
             return StorageLocation("file", rest.rstrip("/") or "/", bucket)
-        return StorageLocation(scheme, rest, bucket, access_key, secret_key)
+        return StorageLocation(scheme, rest, bucket, access_key, secret_key, region)
     if "/" in endpoint or not endpoint.strip():
         raise UsageError(
             f"bad endpoint {endpoint!r}: give host, host:port, https://host:port or file:///path"
         )
-    return StorageLocation("s3", f"https://{endpoint}", bucket, access_key, secret_key)
+    return StorageLocation("s3", f"https://{endpoint}", bucket, access_key, secret_key, region)

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spare.console import Warnings
+from spare.console import Console, Warnings
 from spare.errors import NoSnapshot
 from spare.plugins import Plugins
 from spare.repository.index import IndexSync, sync_index
@@ -15,7 +15,14 @@ from spare.repository.locking import locked_for_reading
 from spare.repository.opening import open_repository
 from spare.repository.repo import Repository
 from spare.repository.snapshots import Snapshot, check_not_rolled_back, latest_snapshot
-from spare.storage import RateLimitedStorage, RetryingStorage, Storage, StorageLocation
+from spare.storage import (
+    CountingStorage,
+    RateLimitedStorage,
+    RetryingStorage,
+    Storage,
+    StorageLocation,
+    Traffic,
+)
 
 #: Packs that restore and verify read at once: enough to hide S3 latency and to decompress on
 #: every core, few enough that the threads do not spend their time contending for the GIL.
@@ -30,7 +37,15 @@ class Context:
     password: str = field(repr=False)
     cache_root: Path
     plugins: Plugins = field(default_factory=Plugins)
-    verbose: bool = False
+    console: Console = field(default_factory=Console.current)
+    #: Seconds a storage that fails or cannot be reached is retried before the command fails.
+    retry_for: float = 600.0
+    #: Seconds to wait for a lock held by another run.
+    lock_wait: float = 0.0
+    #: The key exported by ``spare key export``, for a bucket whose config is lost.
+    key_file: Path | None = None
+    #: What this command did to the bucket, for its summary.
+    traffic: Traffic = field(default_factory=Traffic)
 
     def storage(self, limit_upload: int | None = None) -> Storage:
         """The bucket's storage, retrying transient failures; uploads paced to
@@ -38,7 +53,7 @@ class Context:
         storage = self.plugins.storages.get(self.location.scheme)(self.location)
         if limit_upload:
             storage = RateLimitedStorage(storage, limit_upload)  # retries count too
-        return RetryingStorage(storage)
+        return CountingStorage(RetryingStorage(storage), self.traffic)
 
     def open(
         self,

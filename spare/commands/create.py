@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import socket
 import stat
-import time
+import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from spare import xattrs
 from spare.commands.context import Context, note_sync
-from spare.console import Warnings
-from spare.errors import CompletedWithWarnings, IdentityMismatch, Interrupted, SourceUnavailable
+from spare.console import Progress, Warnings
+from spare.errors import (
+    CompletedWithWarnings,
+    IdentityMismatch,
+    Interrupted,
+    NoSnapshot,
+    SourceUnavailable,
+)
 from spare.fstree import Found, Skipper, walk
 from spare.hookspecs import CommittedSnapshot
 from spare.owners import group_name, user_name
@@ -37,8 +43,6 @@ from spare.repository.snapshots import (
     store_snapshot,
 )
 from spare.signals import uninterrupted
-
-log = logging.getLogger("spare")
 
 _TYPES = {
     stat.S_IFREG: mf.FILE,
@@ -66,26 +70,64 @@ class BackupOptions:
     check_share: float = CHECK_SHARE
     #: Cores the run may use: chunks are compressed and encrypted in this many threads.
     jobs: int = 1
+    #: Only say what would be stored: nothing is read but metadata, nothing is written.
+    dry_run: bool = False
 
 
 @dataclass(frozen=True)
 class CreateStats:
-    """What a create did: the tree it stored, what was new, what the prune deleted."""
+    """What a create did (or, dry, would do): the tree it stored, what was new or changed since
+    the last snapshot, what it wrote to the bucket and what the prune deleted."""
 
     entries: int
     files: int
     bytes: int
+    #: Files read because the last snapshot did not hold them, or held another version.
+    new_files: int
+    changed_files: int
+    #: Files of the last snapshot no longer in the tree; None when the cache cannot tell.
+    deleted_files: int | None
+    #: Bytes of the files read (a dry run), or of the chunks no snapshot held before.
     new_bytes: int
     stored_bytes: int
+    objects_written: int
+    bytes_uploaded: int
     deleted_objects: int
     repacked: int
     warnings: int
+    seconds: float
+    snapshot: Snapshot | None
+
+    def figures(self) -> dict[str, Any]:
+        """The figures of the JSON summary (docs/json.rst)."""
+        figures = {
+            name: getattr(self, name)
+            for name in (
+                "files",
+                "bytes",
+                "new_files",
+                "changed_files",
+                "deleted_files",
+                "new_bytes",
+                "stored_bytes",
+                "objects_written",
+                "bytes_uploaded",
+                "deleted_objects",
+            )
+        }
+        figures["entries"] = self.entries
+        figures["dry_run"] = self.snapshot is None
+        if self.snapshot is not None:
+            figures["snapshot"] = self.snapshot.describe()
+        return figures
 
 
 def create(ctx: Context, options: BackupOptions) -> CreateStats:
     """Back up ``options.path``; returns the run's statistics. Raises CompletedWithWarnings."""
     source = os.path.abspath(options.path)
     root_stat = _check_source(source)
+    if options.dry_run:
+        return dry_run(ctx, source, options)
     limit_cores(options.jobs)
     repo = ctx.open(
         create=True,
@@ -94,6 +136,11 @@ def create(ctx: Context, options: BackupOptions) -> CreateStats:
         force=options.force,
     )
     warn = Warnings()
+    if repo.initialised:
+        warn.note(
+            f"initialised a new backup in the empty {ctx.location.describe()}; if this is not "
+            "the bucket you meant, check --bucket and --endpoint"
+        )
     try:
         with locked(repo, "create") as held:
             snapshots, unreadable = list_snapshots(repo)
@@ -188,7 +235,6 @@ def _backup(
     warn: Warnings,
     held: HeldLock,
 ) -> CreateStats:
-    started = time.monotonic()
     cache = repo.cache
     cache.begin()
     if previous is None or cache.get_meta("files_snapshot") != previous.name:
@@ -198,9 +244,18 @@ def _backup(
     store = ChunkStore(repo, options.pack_size, options.jobs)
     manifest = ManifestWriter(store.tmpdir)
     try:
-        cache_dir = os.fsencode(os.path.realpath(ctx.cache_root))
-        skip = Skipper(options.skip, absolute=[cache_dir])
-        files, total = _walk(os.fsencode(source), skip, warn, store, cache, manifest)
+        skip = _skipper(ctx, options)
+        known = cache.known_files()
+        with ctx.console.progress(
+            "create",
+            total=previous.stats.get("files") if previous else None,
+            bytes_total=previous.stats.get("bytes") if previous else None,
+        ) as progress:
+            if previous is None and ctx.console.shows_progress:
+                scan_totals(source, skip, progress)
+            read = _walk(os.fsencode(source), skip, warn, store, cache, manifest, progress)
+        files, total = progress.done, progress.bytes
+        new_data = store.stats.new_bytes  # the file list's own chunks are not the tree's
         manifest_ids = _store_manifest(store, manifest)
         store.finish()
     except BaseException:
@@ -249,27 +304,114 @@ def _backup(
         pruned = prune(repo, snapshot, options.pack_size)
     except Interrupted as exc:
         raise Interrupted(exc.signum, after_commit=True) from None
-    log.info(
-        "stored %d entries, %d files, %d bytes (%d new, %d after compression); pruned %d objects "
-        "in %.1f s",
-        manifest.entries,
-        files,
-        total,
-        store.stats.new_bytes,
-        store.stats.stored_bytes,
-        pruned.deleted_objects,
-        time.monotonic() - started,
-    )
+    changed = cache.files_matched - (files - read)
     return CreateStats(
         entries=manifest.entries,
         files=files,
         bytes=total,
-        new_bytes=store.stats.new_bytes,
+        new_files=read - changed,
+        changed_files=changed,
+        deleted_files=known - cache.files_matched if known else None,
+        new_bytes=new_data,
         stored_bytes=store.stats.stored_bytes,
+        objects_written=ctx.traffic.objects_written,
+        bytes_uploaded=ctx.traffic.bytes_uploaded,
         deleted_objects=pruned.deleted_objects,
         repacked=pruned.repacked,
         warnings=warn.count,
+        seconds=ctx.console.elapsed(),
+        snapshot=snapshot,
     )
+
+
+def _skipper(ctx: Context, options: BackupOptions) -> Skipper:
+    """What the walk leaves out: ``--skip``, and the cache (backing it up would be absurd)."""
+    return Skipper(options.skip, absolute=[os.fsencode(os.path.realpath(ctx.cache_root))])
+
+
+def dry_run(ctx: Context, source: str, options: BackupOptions) -> CreateStats:
+    """What a create of ``source`` would store, found from the files' metadata and the cache
+    alone: nothing is read of the files, nothing written to the bucket, nothing locked."""
+    warn = Warnings()
+    try:
+        repo = ctx.open(compression=None, force=options.force)
+    except NoSnapshot:
+        repo = None  # an empty bucket: every file is new
+    try:
+        cache = None
+        if repo is not None:
+            snapshots, _ = list_snapshots(repo)
+            previous = snapshots[-1] if snapshots else None
+            if previous is not None and repo.cache.get_meta("files_snapshot") == previous.name:
+                cache = repo.cache
+            elif previous is not None:
+                warn.note(
+                    "this host's cache does not know the bucket's snapshot: every file counts as "
+                    "new, and deleted files cannot be told"
+                )
+        return _dry_walk(ctx, source, options, cache, warn)
+    finally:
+        if repo is not None:
+            repo.close()
+
+
+def _dry_walk(
+    ctx: Context, source: str, options: BackupOptions, cache: Cache | None, warn: Warnings
+) -> CreateStats:
+    known = cache.known_files() if cache else 0
+    if cache:
+        cache.start_lookups()
+    entries = files = total = read = read_bytes = 0
+    first_names: set[tuple[int, int]] = set()
+    for found in walk(os.fsencode(source), _skipper(ctx, options), warn):
+        entries += 1
+        st = found.stat
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        if st.st_nlink > 1:
+            if (st.st_dev, st.st_ino) in first_names:
+                continue
+            first_names.add((st.st_dev, st.st_ino))
+        files += 1
+        total += st.st_size
+        args = (found.relative, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        if cache is None or cache.lookup_file(*args) is None:
+            read += 1
+            read_bytes += st.st_size
+    matched = cache.files_matched if cache else 0
+    changed = matched - (files - read)
+    return CreateStats(
+        entries=entries,
+        files=files,
+        bytes=total,
+        new_files=read - changed,
+        changed_files=changed,
+        deleted_files=known - matched if cache else None,
+        new_bytes=read_bytes,
+        stored_bytes=0,
+        objects_written=0,
+        bytes_uploaded=0,
+        deleted_objects=0,
+        repacked=0,
+        warnings=warn.count,
+        seconds=ctx.console.elapsed(),
+        snapshot=None,
+    )
+
+
+def scan_totals(source: str, skip: Skipper, progress: Progress) -> None:
+    """Count the files and bytes below ``source`` in a thread of its own, for the progress
+    line of a first backup (no last snapshot tells them)."""
+
+    def scan() -> None:
+        files = total = 0
+        for found in walk(os.fsencode(source), skip, lambda message: None):
+            if stat.S_ISREG(found.stat.st_mode):
+                files += 1
+                total += found.stat.st_size
+        progress.total, progress.bytes_total = files, total
+
+    threading.Thread(target=scan, name="scan", daemon=True).start()
 
 
 def _store_manifest(store: ChunkStore, manifest: ManifestWriter) -> list[bytes]:
@@ -292,8 +434,11 @@ def _walk(
     store: ChunkStore,
     cache: Cache,
     manifest: ManifestWriter,
-) -> tuple[int, int]:
-    files = total = 0
+    progress: Progress,
+) -> int:
+    """Store the tree's entries; counts its files and bytes in ``progress``, returns how many
+    files were read (the others were unchanged since the last snapshot)."""
+    read = 0
     first_names: dict[tuple[int, int], bytes] = {}
     for found in walk(root, skip, warn):
         entry = _entry(found, warn)
@@ -308,15 +453,16 @@ def _walk(
             manifest.write(entry)
             continue
         if entry.type == mf.FILE:
-            if not _file_content(found, entry, store, cache, warn):
+            outcome = _file_content(found, entry, store, cache, warn)
+            if outcome is None:
                 continue
-            files += 1
-            total += entry.size
+            read += outcome
+            progress.add(1, entry.size)
             cache.add_live(entry.chunks)
         if linked:
             first_names[key] = found.relative
         manifest.write(entry)
-    return files, total
+    return read
 
 
 def _entry(found: Found, warn: Warnings) -> Entry | None:
@@ -354,8 +500,9 @@ def _entry(found: Found, warn: Warnings) -> Entry | None:
 
 def _file_content(
     found: Found, entry: Entry, store: ChunkStore, cache: Cache, warn: Warnings
-) -> bool:
-    """Fill ``entry`` with the file's size and chunks; False (with a warning) if unreadable."""
+) -> bool | None:
+    """Fill ``entry`` with the file's size and chunks: True if the file was read, False if the
+    cache knew it unchanged; None (with a warning) if it cannot be read."""
     st = found.stat
     known = cache.lookup_file(found.relative, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     if known is not None and known.xattrs:
@@ -376,16 +523,16 @@ def _file_content(
             ids,
             bool(entry.xattrs),
         )
-        return True
+        return False
     name = found.display
     try:
         fd = _open(found)
     except FileNotFoundError:
         warn(f"{name}: vanished before it could be read")
-        return False
+        return None
     except OSError as exc:
         warn(f"{name}: cannot open ({exc.strerror})")
-        return False
+        return None
     attributes_read = False
     with os.fdopen(fd, "rb", buffering=0) as file:
         for attempt in range(REREADS + 1):
@@ -407,7 +554,7 @@ def _file_content(
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
                     raise  # the cache is full: no file can be stored, the run must stop
                 warn(f"{name}: read error ({exc.strerror})")
-                return False
+                return None
             after = os.fstat(fd)
             if _same_version(before, after):
                 break

@@ -18,11 +18,12 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from spare.commands.context import READERS, Context, reading
 from spare.commands.restore_destination import Destination, open_destination
 from spare.commands.restore_target import Target
-from spare.console import Warnings, report, say
+from spare.console import Progress, Warnings, say
 from spare.errors import (
     CannotCreate,
     CompletedWithWarnings,
@@ -55,6 +56,18 @@ class RestoreOptions:
 class RestoreStats:
     files: int
     bytes: int
+    bytes_downloaded: int
+    seconds: float
+    snapshot: Snapshot
+
+    def figures(self) -> dict[str, Any]:
+        """The figures of the JSON summary (docs/json.rst)."""
+        return {
+            "files": self.files,
+            "bytes": self.bytes,
+            "bytes_downloaded": self.bytes_downloaded,
+            "snapshot": self.snapshot.describe(),
+        }
 
 
 def restore(ctx: Context, options: RestoreOptions) -> RestoreStats:
@@ -62,16 +75,22 @@ def restore(ctx: Context, options: RestoreOptions) -> RestoreStats:
     destination = open_destination(options.path, force=options.force)
     try:
         with reading(ctx, "restore", force=options.force) as (repo, snapshot):
-            report(
+            ctx.console.report(
                 f"restoring snapshot {snapshot.seq} of {snapshot.host}:{snapshot.path}, "
                 f"taken {snapshot.time}"
             )
             try:
-                return Restorer(repo, snapshot, destination, options).run()
+                with ctx.console.progress(
+                    "restore",
+                    total=snapshot.stats.get("files"),
+                    bytes_total=snapshot.stats.get("bytes"),
+                ) as progress:
+                    files, size = Restorer(repo, snapshot, destination, options, progress).run()
             finally:
                 repo.record_damage()
     finally:
         destination.close()
+    return RestoreStats(files, size, ctx.traffic.bytes_downloaded, ctx.console.elapsed(), snapshot)
 
 
 class Selection:
@@ -96,8 +115,10 @@ class Restorer:
         snapshot: Snapshot,
         destination: Destination,
         options: RestoreOptions,
+        progress: Progress,
     ) -> None:
         self.repo = repo
+        self.progress = progress
         self.snapshot = snapshot
         self.destination = destination
         self.options = options
@@ -117,9 +138,12 @@ class Restorer:
         self.found_lock = threading.Lock()
         self.relinked: dict[bytes, bytes] = {}
 
-    def run(self) -> RestoreStats:
+    def run(self) -> tuple[int, int]:
+        """Restore; returns the files and bytes restored."""
         try:
             self._create_entries()
+            if self.selection:  # the progress of what --include selected
+                self.progress.total, self.progress.bytes_total = self.files, self.bytes
             self._write_contents()
             self._apply_metadata()
         finally:
@@ -142,7 +166,7 @@ class Restorer:
             raise UsageError("--include matched nothing in the backup; nothing was restored")
         if self.warn.count:
             raise CompletedWithWarnings(f"restored, with {self.warn.count} warnings (see above)")
-        return RestoreStats(self.files, self.bytes)
+        return self.files, self.bytes
 
     # -- pass 1 -----------------------------------------------------------------------------
     def _open_target(self, root: Entry) -> Entry:
@@ -292,6 +316,7 @@ class Restorer:
         self.plan.want(entry.path, entry.chunks)
         self.files += 1
         self.bytes += entry.size
+        self.progress.add_locked(1)
 
     # -- pass 2 -----------------------------------------------------------------------------
     def _write_contents(self) -> None:
@@ -326,6 +351,7 @@ class Restorer:
 
     def _write(self, plain: bytes, here: list[Place]) -> None:
         assert self.target is not None
+        self.progress.add_locked(0, len(plain) * len(here))
         if plain.count(0) == len(plain):
             return  # the file was created at its full size: zeros stay a hole
         for _, path, at, made in here:

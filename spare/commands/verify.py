@@ -13,14 +13,15 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from spare.commands.context import READERS, Context, reading
-from spare.console import Warnings, say
+from spare.console import Progress, Warnings, say
 from spare.errors import CompletedWithWarnings, RepositoryDamaged, VerifyFailed
 from spare.repository.cache import Cache
 from spare.repository.health import PackCheck, check_pack, choose_share
 from spare.repository.index import sync_index
-from spare.repository.manifest import Entry, ManifestLines
+from spare.repository.manifest import FILE, Entry, ManifestLines
 from spare.repository.opening import damaged_config_copies
 from spare.repository.repo import Repository
 from spare.repository.scratch import ChunkSet
@@ -31,15 +32,33 @@ from spare.repository.snapshots import Snapshot, damaged_root_copies
 class VerifyStats:
     packs: int
     checked: int
+    files: int
+    bytes_downloaded: int
+    seconds: float
+    snapshot: Snapshot
+
+    def figures(self) -> dict[str, Any]:
+        """The figures of the JSON summary (docs/json.rst)."""
+        return {
+            "packs": self.packs,
+            "packs_checked": self.checked,
+            "files": self.files,
+            "bytes_downloaded": self.bytes_downloaded,
+            "snapshot": self.snapshot.describe(),
+        }
 
 
 def verify(ctx: Context, *, force: bool = False, share: float = 100.0) -> VerifyStats:
     with reading(ctx, "verify", force=force) as (repo, snapshot):
         verifier = Verifier(repo, share)
         try:
-            return verifier.run(snapshot)
+            with ctx.console.progress("verify", unit="packs") as progress:
+                packs, checked, files = verifier.run(snapshot, progress)
         finally:
             repo.record_damage()
+    return VerifyStats(
+        packs, checked, files, ctx.traffic.bytes_downloaded, ctx.console.elapsed(), snapshot
+    )
 
 
 class Verifier:
@@ -53,7 +72,8 @@ class Verifier:
         self.good = ChunkSet(scratch / "verify.sqlite")
         self.problems: list[str] = []
 
-    def run(self, snapshot: Snapshot) -> VerifyStats:
+    def run(self, snapshot: Snapshot, progress: Progress) -> tuple[int, int, int]:
+        """Check the snapshot; returns the bucket's packs, those checked, and the files."""
         try:
             self._check_copies(damaged_config_copies(self.repo), "the bucket's", all_missing=True)
             self._check_copies(damaged_root_copies(self.repo, snapshot), "the snapshot root")
@@ -70,13 +90,16 @@ class Verifier:
                 self._report(f"pack {name} is missing or changed size")
             packs = sorted(self.cold.pack_names())
             chosen = choose_share(packs, self.share)
+            progress.total = len(chosen)
+            progress.bytes_total = sum(self.cold.pack_info(pack).size for pack in chosen)
             unchecked = set(packs) - set(chosen)
             for pack in unchecked:
                 self.good.add(chunk.chunk_id for chunk in self.cold.pack_info(pack).blobs)
             with ThreadPoolExecutor(max_workers=READERS) as pool:
                 for found in pool.map(lambda pack: check_pack(self.repo, self.cold, pack), chosen):
                     self._found(found)
-            damaged = self._check_files(snapshot.manifest_ids)
+                    progress.add(1, self.cold.pack_info(found.pack).size)
+            damaged, files = self._check_files(snapshot.manifest_ids)
         finally:
             self.cold.close()
             self.good.close()
@@ -92,7 +115,7 @@ class Verifier:
                 f"every file can be restored, but {len(self.problems)} problems were found "
                 "(listed above); the next create repairs them"
             )
-        return VerifyStats(packs=len(packs), checked=len(chosen))
+        return len(packs), len(chosen), files
 
     def _check_copies(self, found: dict[str, str], what: str, *, all_missing: bool = False) -> None:
         """Report damaged copies of an object stored twice. A missing one is only noted (a
@@ -127,22 +150,23 @@ class Verifier:
         elif found.damaged:
             self._report(f"pack {found.pack} has {len(found.damaged)} damaged blobs")
 
-    def _check_files(self, manifest_ids: list[bytes]) -> int | None:
-        """How many files (and lost parts of the file list) cannot be restored whole; None if
-        the file list cannot be read at all."""
+    def _check_files(self, manifest_ids: list[bytes]) -> tuple[int | None, int]:
+        """How many files (and lost parts of the file list) cannot be restored whole, None if
+        the file list cannot be read at all; and how many files it lists."""
         manifest = ManifestLines(
             manifest_ids, lambda chunk: self.repo.read_chunk(chunk, self.cold), resilient=True
         )
-        damaged = 0
+        damaged = files = 0
         try:
             for line in manifest:
                 entry = Entry.from_line(line)
+                files += entry.type == FILE and not entry.link
                 if entry.chunks and not all(chunk in self.good for chunk in entry.chunks):
                     damaged += 1
                     say(f"damaged: {os.fsdecode(entry.path)}")
         except RepositoryDamaged as exc:
             self._report(f"the snapshot's file list cannot be read ({exc})")
-            return None
+            return None, files
         for part in manifest.lost:
             say(f"damaged: part of the file list is lost: {part.describe()}")
-        return damaged + len(manifest.lost)
+        return damaged + len(manifest.lost), files

@@ -113,6 +113,7 @@ class Cache:
         # The files of the last snapshot, read in the walk's order (see start_files).
         self._known: sqlite3.Cursor | None = None
         self._next_known: tuple[Any, ...] | None = None
+        self.files_matched = 0
         self.db = connect(self.path, isolation_level=None, check_same_thread=False)
         # Pages freed by a run (the files of the previous one) go back to the file system. Set
         # before anything is written, as only a new database takes it.
@@ -444,7 +445,13 @@ class Cache:
         pass, in the walk's order, instead of one query per file."""
         self._file_rows.clear()
         self.db.execute("DELETE FROM files_next")
+        self.start_lookups()
+
+    def start_lookups(self) -> None:
+        """Start looking files up, from the first in the walk's order, writing nothing (what a
+        dry run does); :attr:`files_matched` counts the paths found in the last snapshot."""
         self._stop_lookups()
+        self.files_matched = 0
 
     def lookup_file(
         self, path: bytes, size: int, mtime_ns: int, ctime_ns: int, ino: int
@@ -461,9 +468,15 @@ class Cache:
         while row is not None and row[0] < key:
             row = self._known.fetchone()
         self._next_known = row
-        if row is not None and row[0] == key and row[1:5] == (size, mtime_ns, ctime_ns, ino):
-            return KnownFile(bytes(row[5]), bool(row[6]))
+        if row is not None and row[0] == key:
+            self.files_matched += 1
+            if row[1:5] == (size, mtime_ns, ctime_ns, ino):
+                return KnownFile(bytes(row[5]), bool(row[6]))
         return None
+
+    def known_files(self) -> int:
+        """How many files the last snapshot holds, as this cache knows it."""
+        return int(self.db.execute("SELECT count(*) FROM files").fetchone()[0])
 
     def remember_file(
         self,

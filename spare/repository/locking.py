@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from spare.console import say
+from spare.console import Console
 from spare.errors import Locked, LockHeld, RepositoryDamaged, SpareError
 from spare.lock import Lock
 from spare.processes import HostIdentity, is_running, start_time, this_host
@@ -283,7 +283,9 @@ def take(repo: Repository, command: str, *, under_manual_lock: bool = False) -> 
             continue  # freed meanwhile
         if holder.token == info.token:
             if cleared is not None:
-                say(f"warning: cleared the stale lock of {cleared[0].describe()}: {cleared[1]}")
+                Console.current().warning(
+                    f"cleared the stale lock of {cleared[0].describe()}: {cleared[1]}"
+                )
             return HeldLock(repo, lock, info)
         if holder.command == "lock" and under_manual_lock:
             return None

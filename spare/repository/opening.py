@@ -116,6 +116,7 @@ def open_repository(
         config, made = _initialise(storage, password)
         keys = made or _unlock(config, password)
     else:
+        made = None
         config, keys = _choose(candidates, password, remembered, early)
     # An empty bucket made anew is no replacement: emptying a bucket is in its holder's power.
     replaced = (
@@ -131,7 +132,9 @@ def open_repository(
         )
     if config != remembered:
         KnownConfigs(cache_root).put(location, config)
-    return Repository(storage, config, keys, plugins, cache_root, compression)
+    repo = Repository(storage, config, keys, plugins, cache_root, compression)
+    repo.initialised = not candidates and made is not None
+    return repo
 
 
 def _choose(

@@ -62,6 +62,8 @@ class Repository:
         self.plugins = plugins
         self.id = config["id"]
         self.cache_dir = cache_root / self.id
+        #: Whether opening made this repository, in an empty bucket.
+        self.initialised = False
         #: What this host remembers of its buckets (kept when the cache is thrown away).
         self.state_dir = cache_root / "buckets"
         self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

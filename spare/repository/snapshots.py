@@ -13,6 +13,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from spare.errors import ObjectNotFound, RepositoryDamaged, RolledBack
 from spare.repository import objects
@@ -37,6 +38,10 @@ class Snapshot:
     @property
     def manifest_ids(self) -> list[bytes]:
         return [bytes.fromhex(chunk) for chunk in self.manifest]
+
+    def describe(self) -> dict[str, Any]:
+        """What a person or a monitoring check wants to know of the snapshot (JSON output)."""
+        return {"seq": self.seq, "time": self.time, "host": self.host, "path": self.path}
 
     @classmethod
     def from_json(cls, raw: bytes) -> Snapshot:
