@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; errors become one line on stderr and their documented exit code."""
     args = sys.argv[1:] if argv is None else argv
     if not args:
-        click.echo(cli.get_help(click.Context(cli, info_name="spare", **CONTEXT_SETTINGS)))
+        with cli.make_context("spare", ["--help"], resilient_parsing=True) as context:
+            click.echo(cli.get_help(context))
         sys.exit(0)
     code, error = _run(args)
     Console.current().finish(code, error)
