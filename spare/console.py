@@ -138,7 +138,7 @@ class Console:
         if not self.json:
             print(message, file=self.stdout, flush=True)
 
-    def emit(self, kind: str, **fields: Any) -> None:
+    def emit(self, kind: str, /, **fields: Any) -> None:
         """One JSON line on standard output (with ``--json``)."""
         if self.json:
             line = json.dumps({"type": kind, "command": self.command, **fields})

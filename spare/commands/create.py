@@ -112,9 +112,9 @@ class CreateStats:
                 "stored_bytes",
                 "objects_written",
                 "bytes_uploaded",
-                "deleted_objects",
             )
         }
+        figures["objects_deleted"] = self.deleted_objects
         figures["entries"] = self.entries
         figures["dry_run"] = self.snapshot is None
         if self.snapshot is not None:
@@ -254,10 +254,10 @@ def _backup(
             if previous is None and ctx.console.shows_progress:
                 scan_totals(source, skip, progress)
             read = _walk(os.fsencode(source), skip, warn, store, cache, manifest, progress)
+            new_data = store.stats.new_bytes  # the file list's own chunks are not the tree's
+            manifest_ids = _store_manifest(store, manifest)
+            store.finish()  # the last packs' upload: shown at 100 % of the files until done
         files, total = progress.done, progress.bytes
-        new_data = store.stats.new_bytes  # the file list's own chunks are not the tree's
-        manifest_ids = _store_manifest(store, manifest)
-        store.finish()
     except BaseException:
         store.abandon()
         raise

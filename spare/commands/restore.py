@@ -10,7 +10,6 @@ directories are filled before they are closed.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import threading
 from collections import defaultdict
@@ -23,6 +22,7 @@ from typing import Any
 from spare.commands.context import READERS, Context, reading
 from spare.commands.restore_destination import Destination, open_destination
 from spare.commands.restore_target import Target
+from spare.commands.selection import Selection
 from spare.console import Progress, Warnings, say
 from spare.errors import (
     CannotCreate,
@@ -33,7 +33,6 @@ from spare.errors import (
     UsageError,
     VerifyFailed,
 )
-from spare.fstree import normalise_skip
 from spare.owners import group_id, user_id
 from spare.repository import manifest as mf
 from spare.repository.manifest import Entry, ManifestLines
@@ -88,24 +87,12 @@ def restore(ctx: Context, options: RestoreOptions) -> RestoreStats:
                     files, size = Restorer(repo, snapshot, destination, options, progress).run()
             finally:
                 repo.record_damage()
+    except BaseException:
+        destination.remove_if_empty()
+        raise
     finally:
         destination.close()
     return RestoreStats(files, size, ctx.traffic.bytes_downloaded, ctx.console.elapsed(), snapshot)
-
-
-class Selection:
-    """Which entries ``--include`` selects: those a pattern names, and everything below them."""
-
-    def __init__(self, patterns: list[str]) -> None:
-        self.patterns = [normalise_skip(pattern) for pattern in patterns]
-
-    def __bool__(self) -> bool:
-        return bool(self.patterns)
-
-    def names(self, path: bytes) -> bool:
-        return any(
-            path == pattern or fnmatch.fnmatchcase(path, pattern) for pattern in self.patterns
-        )
 
 
 class Restorer:
@@ -122,7 +109,7 @@ class Restorer:
         self.snapshot = snapshot
         self.destination = destination
         self.options = options
-        self.selection = Selection(options.include)
+        self.selection = Selection(options.include, snapshot.path)
         self.warn = Warnings()
         self.is_root = os.geteuid() == 0
         self.scratch_dir = repo.scratch_dir("restore")

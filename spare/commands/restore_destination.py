@@ -30,12 +30,23 @@ class Destination:
     descriptor; :meth:`close` closes what was not handed over.
     """
 
-    def __init__(self, path: bytes, parent_fd: int, name: bytes, fd: int | None, force: bool):
+    def __init__(
+        self,
+        path: bytes,
+        parent_fd: int,
+        name: bytes,
+        fd: int | None,
+        force: bool,
+        made_parents: list[bytes] | None = None,
+    ):
         self.path = path
         self.parent_fd = parent_fd
         self.name = name
         self.fd = fd
         self.force = force
+        #: The directories above the target that opening it made, outermost first.
+        self.made_parents = made_parents or []
+        self.made_target = False
 
     @property
     def exists(self) -> bool:
@@ -46,6 +57,15 @@ class Destination:
             os.close(self.fd)
             self.fd = None
         os.close(self.parent_fd)
+
+    def remove_if_empty(self) -> None:
+        """Remove the directories restore made, target and parents, if still empty: a restore
+        that failed or restored nothing leaves nothing behind. Call before :meth:`close`."""
+        with contextlib.suppress(OSError):
+            if self.made_target:
+                os.rmdir(self.name, dir_fd=self.parent_fd)
+            for made in reversed(self.made_parents):
+                os.rmdir(made)
 
     def take_directory(self) -> int:
         """The target directory's descriptor (the caller closes it): the empty one that was
@@ -66,6 +86,7 @@ class Destination:
                 f"cannot create {display} ({exc.strerror}): restore into a directory this user "
                 "may write to"
             ) from None
+        self.made_target = True
         made = open_directory(self.parent_fd, self.name, self.path, force=self.force)
         if made is None:
             raise TargetNotEmpty(f"{display} vanished while the restore was starting")
@@ -76,17 +97,20 @@ def open_destination(path: str, *, force: bool) -> Destination:
     """Open where ``path`` points; refuse a target that restore must not write into."""
     absolute = os.fsencode(os.path.abspath(path))
     parent, name = os.path.split(absolute)
-    parent_fd = _open_parent(parent)
+    parent_fd, made = _open_parent(parent)
+    destination = Destination(absolute, parent_fd, name or b".", None, force, made)
     try:
-        fd = open_directory(parent_fd, name or b".", absolute, force=force)
+        destination.fd = open_directory(parent_fd, name or b".", absolute, force=force)
     except BaseException:
-        os.close(parent_fd)
+        destination.remove_if_empty()
+        destination.close()
         raise
-    return Destination(absolute, parent_fd, name or b".", fd, force)
+    return destination
 
 
-def _open_parent(parent: bytes) -> int:
-    """A descriptor of ``parent``, made like ``mkdir -p`` if missing.
+def _open_parent(parent: bytes) -> tuple[int, list[bytes]]:
+    """A descriptor of ``parent``, made like ``mkdir -p`` if missing; and the directories made,
+    outermost first.
 
     The part that exists is opened as named, symlinks and all: it is the administrator's path.
     What is missing is made one directory at a time, each opened in the one before with
@@ -103,11 +127,13 @@ def _open_parent(parent: bytes) -> int:
             missing.append(tail)
         except OSError as exc:
             raise LocalSystemError(f"cannot open {os.fsdecode(head)} ({exc.strerror})") from None
+    made: list[bytes] = []
     for name in reversed(missing):
         head = os.path.join(head, name)
         try:
             with contextlib.suppress(FileExistsError):  # made meanwhile: opened as any other
                 os.mkdir(name, 0o755, dir_fd=fd)
+                made.append(head)
             below = os.open(name, DIRECTORY_FLAGS, dir_fd=fd)
         except OSError as exc:
             raise LocalSystemError(
@@ -117,7 +143,7 @@ def _open_parent(parent: bytes) -> int:
         finally:
             os.close(fd)
         fd = below
-    return fd
+    return fd, made
 
 
 def open_directory(parent_fd: int, name: bytes, path: bytes, *, force: bool) -> int | None:

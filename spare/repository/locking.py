@@ -395,3 +395,8 @@ def locked_error(info: LockInfo | None) -> Locked:
         f"the bucket is locked by {info.describe()}; a running spare refreshes its lock every "
         f"{REFRESH_INTERVAL / 60:g} min: if no spare runs there any more, run 'spare unlock'"
     )
+
+
+def lock_holder(repo: Repository) -> LockInfo | None:
+    """Who holds the bucket's lock now (None: nobody), as ``spare info`` tells."""
+    return describe_lock(repo, bucket_lock(repo).read())
