@@ -17,6 +17,7 @@ DEFAULT_PLUGINS = (
     "spare_plugins.fsspec_storage",
     "spare_plugins.s3_storage",
     "spare_plugins.local_storage",
+    "spare_plugins.sftp_storage",
     "spare_plugins.lzma_transform",
     "spare_plugins.aessiv_transform",
     "spare_plugins.object_lock",

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from support.buckets import MotoProcess, S3Server
 from support.plugin import install_fake_distribution
+from support.sshd import SSHD, SshServer, start_sshd
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +35,19 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield moto.start()
     finally:
         moto.stop()
+
+
+@pytest.fixture(scope="session")
+def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """A real OpenSSH server on loopback, key-only, for the sftp:// storage (skipped, saying
+    so, where openssh-server is not installed; CI installs it)."""
+    if SSHD is None:
+        pytest.skip("OpenSSH's sshd is not installed (apt-get install openssh-server)")
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ for module in (backup, inspect, locks):
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; errors become one line on stderr and their documented exit code."""
     args = sys.argv[1:] if argv is None else argv
-    if not args:
+    if not args and "_SPARE_COMPLETE" not in os.environ:  # set when a shell asks to complete
         with cli.make_context("spare", ["--help"], resilient_parsing=True) as context:
             click.echo(cli.get_help(context))
         sys.exit(0)

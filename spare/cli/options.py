@@ -19,7 +19,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from spare.console import Console, say
+from spare.console import Console
 from spare.errors import LocalSystemError, UsageError
 
 #: Every option: --help names the variable it is also read from.
@@ -59,8 +59,8 @@ def read_secret_file(path: str, what: str) -> str:
     except UnicodeDecodeError:
         raise UsageError(f"the {what} file {path} is not UTF-8 text") from None
     if mode & 0o077:
-        say(
-            f"note: the {what} file {path} can be read by other users (mode {mode & 0o777:o}): "
+        Console.current().note(
+            f"the {what} file {path} can be read by other users (mode {mode & 0o777:o}): "
             f"chmod 600 {path}"
         )
     return secret

@@ -251,7 +251,7 @@ def test_s3_secret_key_from_a_file(
     }
     result = run_spare("create", "--path", source, env=env)
     assert_ok(result)
-    assert "note" not in result.stderr
+    assert "secret key file" not in result.stderr
     key_file.chmod(0o644)
     result = run_spare("verify", env=env)
     assert_ok(result)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 from support.buckets import Backend
 from support.harness import SpareRunner, assert_error, assert_ok
+from support.jsonout import json_lines, summary
 
 from spare.testing.trees import write_file
 
@@ -27,13 +27,6 @@ def source(tmp_path: Path) -> Path:
     os.link(root / "etc" / "nginx.conf", root / "www" / "nginx.hard")
     os.mkfifo(root / "pipe", 0o600)
     return root
-
-
-def summary(stdout: str) -> dict[str, object]:
-    lines = [json.loads(line) for line in stdout.splitlines()]
-    assert lines and lines[-1]["type"] == "summary", stdout
-    assert all(line["type"] != "summary" for line in lines[:-1]), stdout
-    return lines[-1]
 
 
 def test_info_tells_a_monitoring_check_what_it_needs(
@@ -108,7 +101,7 @@ def test_ls_lists_like_ls_l_and_filters_like_restore(
 
     globbed = run_spare("ls", "--json", f"{source}/*.conf", env=env)
     assert_ok(globbed)
-    records = [json.loads(line) for line in globbed.stdout.splitlines()]
+    records = json_lines(globbed.stdout)
     assert [r["path"] for r in records if r["type"] == "entry"] == [f"{source}/etc/nginx.conf"]
     entry = records[0]
     assert entry["kind"] == "file" and entry["mode"] == "0640" and entry["size"] == 20

@@ -5,7 +5,6 @@ nothing of the libraries' own chatter."""
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import pty
 import re
@@ -13,20 +12,15 @@ import select
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from support.buckets import Backend
 from support.harness import SpareRunner, assert_error, assert_ok, clean_env
+from support.jsonout import json_lines, summary
 
 from spare.testing.trees import write_file
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def json_lines(stdout: str) -> list[dict[str, Any]]:
-    """Every line of ``stdout`` as JSON: anything else there is a failure."""
-    return [json.loads(line) for line in stdout.splitlines()]
 
 
 def make_tree(root: Path, files: int = 5, size: int = 200_000) -> None:
@@ -219,6 +213,15 @@ def test_progress_line_and_summary_on_a_terminal(
     assert code == 0, second
     # Totals from the last snapshot's figures, and so the time left.
     assert re.search(r"spare create: \d+ of 5 files, .* of 976.6 KiB, .* left", second), second
+
+    restored_json = summary(
+        run_spare("restore", "--json", "--path", tmp_path / "restored-json", env=env).stdout
+    )
+    assert (restored_json["files"], restored_json["bytes"]) == (5, 1_000_000)
+    assert restored_json["bytes_downloaded"] > 1_000_000
+    verified_json = summary(run_spare("verify", "--json", env=env).stdout)
+    assert verified_json["packs"] == verified_json["packs_checked"] >= 2
+    assert verified_json["files"] == 5 and verified_json["exit_code"] == 0
 
     code, restored = run_on_a_terminal(
         run_spare, ["restore", "--path", str(tmp_path / "restored")], env

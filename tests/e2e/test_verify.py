@@ -215,7 +215,8 @@ def test_verify_checks_a_share_of_the_packs(
     packs = sorted(backend.keys(PACKS))
     half = run_spare("verify", "--share", "50", "--verbose", env=env)
     assert_ok(half)
-    assert f"({(len(packs) + 1) // 2} of {len(packs)} packs checked)" in half.stderr, describe(half)
+    checked = f": {(len(packs) + 1) // 2:,} of {len(packs):,} packs checked"
+    assert checked in half.stderr, describe(half)
 
     flip_byte(backend, largest(backend.objects(), PACKS))
     codes = {run_spare("verify", "--share", "50", env=env).returncode for _ in range(12)}

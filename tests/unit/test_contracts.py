@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from support.buckets import S3Server
+from support.sshd import SshServer
 
 from spare.keys import KeyRing
 from spare.lock import Lock
@@ -21,7 +22,13 @@ from spare.transform import Transform
 
 def make_storage(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Storage:
     bucket = f"spare-contract-{secrets.token_hex(6)}"
-    if kind == "s3":
+    if kind == "sftp":
+        ssh: SshServer = request.getfixturevalue("ssh_server")
+        request.getfixturevalue("monkeypatch").setenv("HOME", str(ssh.home))  # keys, known_hosts
+        (tmp_path / "sftp").mkdir(exist_ok=True)
+        url = ssh.url(tmp_path / "sftp").removeprefix("sftp://")
+        location = StorageLocation("sftp", url, bucket)
+    elif kind == "s3":
         server: S3Server = request.getfixturevalue("s3_server")
         location = StorageLocation("s3", server.url, bucket, server.access_key, server.secret_key)
     elif kind == "file":
@@ -32,7 +39,7 @@ def make_storage(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> S
     return RetryingStorage(Plugins().storages.get(location.scheme)(location))
 
 
-@pytest.fixture(params=["memory", "file", "s3"])
+@pytest.fixture(params=["memory", "file", "s3", "sftp"])
 def storage_kind(request: pytest.FixtureRequest) -> str:
     return request.param
 
