@@ -30,7 +30,7 @@ from spare.repository.health import CHECK_SHARE, check_rotating_share
 from spare.repository.index import sync_index, write_index
 from spare.repository.locking import HeldLock, locked
 from spare.repository.manifest import Entry, ManifestWriter
-from spare.repository.opening import repair_config
+from spare.repository.opening import config_copy_note, repair_config
 from spare.repository.prune import prune
 from spare.repository.repo import Repository
 from spare.repository.snapshots import (
@@ -157,8 +157,8 @@ def create(ctx: Context, options: BackupOptions) -> CreateStats:
             check_not_rolled_back(repo, previous, force=options.force)
             _check_identity(previous, source, root_stat.st_ino, options.force)
             repo.clean_scratch()
-            for key in repair_config(repo):
-                warn.note(f"the bucket's {key} was missing or damaged; stored it again")
+            for key, how in repair_config(repo).items():
+                warn.note(config_copy_note(key, how))
             synced = sync_index(repo)
             if unreadable and previous is None:
                 if not options.force:
