@@ -24,6 +24,7 @@ from support.buckets import Backend
 from support.harness import (
     EXIT_DAMAGED,
     EXIT_USAGE,
+    EXIT_WARNINGS,
     EXIT_WRONG_PASSWORD,
     SpareRunner,
     assert_error,
@@ -93,6 +94,13 @@ def test_passwd_rewraps_the_key_only(
     assert_ok(run_spare("verify", "--password-file", third, env=new_env))
     assert_error(run_spare("verify", env=new_env), EXIT_WRONG_PASSWORD)
 
+    # This host remembers the config under the new password, for when the bucket loses both.
+    for key in CONFIGS:
+        file_backend.delete(key)
+    remembered = run_spare("verify", "--password-file", third, env=new_env)
+    assert remembered.returncode == EXIT_WARNINGS, describe(remembered)  # both copies lost
+    assert "using the copy this host remembers" in remembered.stderr, describe(remembered)
+
 
 def test_passwd_killed_between_its_two_writes(
     file_backend: Backend, password: str, run_spare: SpareRunner, tmp_path: Path
@@ -115,6 +123,10 @@ def test_passwd_killed_between_its_two_writes(
     new_env = {**file_backend.env, "SPARE_PASSWORD": new_password}
     assert_ok(run_spare("restore", "--path", tmp_path / "r1", env=new_env))
     assert snapshot_tree(tmp_path / "r1") == snapshot_tree(source)
+
+    checked = run_spare("verify", env=old_env)  # the old password still opens it: no damage
+    assert_ok(checked)
+    assert "config.copy holds the key under the new password" in checked.stderr, describe(checked)
 
     # The nightly create still runs with the old password: it must not undo the change.
     nightly = run_spare("create", "--path", source, env=old_env)
