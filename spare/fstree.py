@@ -4,6 +4,9 @@ Every entry is reached relative to an open descriptor of its directory (``openat
 friends), never by its full path: paths may be far longer than ``PATH_MAX`` (a tree 60 levels deep
 with long names), and a directory renamed or replaced by a symlink during the walk cannot lead
 the walk outside the tree.
+
+What the walk leaves out is a :class:`Selection`: ``--skip``, other file systems
+(``--one-file-system``) and the contents of cache directories (``CACHEDIR.TAG``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+#: The file that marks a cache directory, and what it must start with to count
+#: (https://bford.info/cachedir/): a file of that name without the signature marks nothing.
+CACHEDIR_TAG = b"CACHEDIR.TAG"
+CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,42 @@ class Skipper:
         return any(fnmatch.fnmatchcase(relative, glob) for glob in self.globs)
 
 
+@dataclass(frozen=True)
+class Selection:
+    """What the walk leaves out.
+
+    ``skip`` names paths (``--skip``) that are not visited at all. With ``one_file_system``, a
+    directory on another file system than the root's (a mount point) is yielded but not
+    entered, and other entries on another file system are left out, as restic's
+    ``--one-file-system`` does. With ``cachedir_tags``, a directory holding a valid
+    ``CACHEDIR.TAG`` is yielded with its tag only, as restic's and GNU tar's
+    ``--exclude-caches`` do: a restore gives the application its cache directory back, empty
+    and still marked.
+    """
+
+    skip: Callable[[bytes, bytes], bool] = lambda relative, path: False
+    one_file_system: bool = False
+    cachedir_tags: bool = False
+
+
+def is_cache_directory(dir_fd: int) -> bool:
+    """Whether the directory open as ``dir_fd`` holds a ``CACHEDIR.TAG`` that starts with the
+    signature: a regular file, not followed if a symlink, never blocking if a FIFO."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(CACHEDIR_TAG, flags, dir_fd=dir_fd)
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        return os.pread(fd, len(CACHEDIR_SIGNATURE), 0) == CACHEDIR_SIGNATURE
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def open_root(root: bytes) -> tuple[int, bytes, os.stat_result]:
     """The directory holding the root, the root's name in it, and the root's stat.
 
@@ -93,20 +137,24 @@ def open_root(root: bytes) -> tuple[int, bytes, os.stat_result]:
 
 
 def walk(
-    root: bytes, skip: Callable[[bytes, bytes], bool], warn: Callable[[str], None]
+    root: bytes,
+    select: Selection,
+    warn: Callable[[str], None],
+    tell: Callable[[str], None] = lambda message: None,
 ) -> Iterator[Found]:
     """Yield the root (relative path ``.``) and every entry below it, parents before children.
 
     A directory that cannot be listed is yielded, with a warning, but not entered; an entry that
-    vanishes between listing and ``lstat`` is left out with a warning. A ``Found``'s descriptor
-    stays open until the walk leaves its directory.
+    vanishes between listing and ``lstat`` is left out with a warning. What ``select`` leaves
+    out of a directory or of another file system is told with ``tell`` (for ``--verbose``). A
+    ``Found``'s descriptor stays open until the walk leaves its directory.
     """
     parent_fd, root_name, root_stat = open_root(root)
     try:
         yield Found(b".", root, parent_fd, root_name, root_stat)
         if not stat.S_ISDIR(root_stat.st_mode):
             return
-        stack = [_Level.enter(b"", root, parent_fd, root_name, warn)]
+        stack = [_Level.enter(b"", root, parent_fd, root_name, warn).select(select, tell)]
         while stack:
             level = stack[-1]
             name = level.next_name()
@@ -115,7 +163,7 @@ def walk(
                 continue
             relative = level.prefix + name
             path = os.path.join(level.path, name)
-            if skip(relative, path):
+            if select.skip(relative, path):
                 continue
             try:
                 st = os.stat(name, dir_fd=level.fd, follow_symlinks=False)
@@ -125,9 +173,17 @@ def walk(
             except OSError as exc:
                 warn(f"{os.fsdecode(path)}: cannot stat ({exc.strerror})")
                 continue
+            elsewhere = select.one_file_system and st.st_dev != root_stat.st_dev
+            if elsewhere and not stat.S_ISDIR(st.st_mode):
+                tell(f"{os.fsdecode(path)}: on another file system; left out (--one-file-system)")
+                continue
             yield Found(relative, path, level.fd, name, st)
-            if stat.S_ISDIR(st.st_mode):
-                stack.append(_Level.enter(relative + b"/", path, level.fd, name, warn))
+            if elsewhere:
+                # The mount point itself is kept, empty, so that a restore shows where it was.
+                tell(f"{os.fsdecode(path)}: a mount point; not entered (--one-file-system)")
+            elif stat.S_ISDIR(st.st_mode):
+                level = _Level.enter(relative + b"/", path, level.fd, name, warn)
+                stack.append(level.select(select, tell))
     finally:
         os.close(parent_fd)
 
@@ -161,6 +217,13 @@ class _Level:
             warn(f"{os.fsdecode(path)}: cannot list directory ({exc.strerror})")
             names = []
         return cls(prefix, path, fd, names)
+
+    def select(self, select: Selection, tell: Callable[[str], None]) -> _Level:
+        """Keep only the tag of a cache directory, if ``select`` says so."""
+        if select.cachedir_tags and CACHEDIR_TAG in self.names and is_cache_directory(self.fd):
+            self.names = [CACHEDIR_TAG]
+            tell(f"{os.fsdecode(self.path)}: a cache directory (CACHEDIR.TAG); only its tag kept")
+        return self
 
     def next_name(self) -> bytes | None:
         if self.index == len(self.names):

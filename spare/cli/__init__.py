@@ -13,7 +13,7 @@ import sys
 import click
 
 from spare import __version__
-from spare.cli import backup, inspect, locks
+from spare.cli import backup, inspect, keys, locks
 from spare.console import Console
 from spare.errors import CompletedWithWarnings, LocalSystemError, SpareError, UsageError
 
@@ -47,7 +47,7 @@ def cli() -> None:
     """One S3 backup, encrypted on the fly."""
 
 
-for module in (backup, inspect, locks):
+for module in (backup, inspect, locks, keys):
     for command in module.COMMANDS:
         cli.add_command(command)
 

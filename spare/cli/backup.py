@@ -37,6 +37,21 @@ if TYPE_CHECKING:
     help="A file of --skip patterns, one per line ('#' starts a comment). Repeatable.",
 )
 @option(
+    "--one-file-system",
+    "-x",
+    is_flag=True,
+    envvar="SPARE_ONE_FILE_SYSTEM",
+    help="Stay on the file system of --path: file systems mounted below it are left out (their "
+    "mount points are stored, empty).",
+)
+@option(
+    "--no-cachedir-tag",
+    is_flag=True,
+    envvar="SPARE_NO_CACHEDIR_TAG",
+    help="Back up cache directories whole: by default a directory holding a valid CACHEDIR.TAG "
+    "is stored with its tag only (bford.info/cachedir).",
+)
+@option(
     "--dry-run",
     "-n",
     is_flag=True,
@@ -93,6 +108,8 @@ def create(
     path: str | None,
     skip: tuple[str, ...],
     skip_from: tuple[str, ...],
+    one_file_system: bool,
+    no_cachedir_tag: bool,
     dry_run: bool,
     force: bool,
     compression: str,
@@ -120,14 +137,19 @@ def create(
         check_share,
         jobs,
         dry_run=dry_run,
+        one_file_system=one_file_system,
+        cachedir_tags=not no_cachedir_tag,
     )
     stats = run(ctx, options)
     figures = stats.figures()
     if dry_run:
+        # Unknown (None) when no cache of the last snapshot tells: a new host, an empty bucket.
+        deleted = stats.deleted_files
+        dropped = "" if deleted is None else f", and drop {deleted:,} deleted files"
         lines = [
             f"would store {stats.new_files:,} new and {stats.changed_files:,} changed files "
-            f"({size_text(stats.new_bytes)} to read), and drop {stats.deleted_files:,} deleted "
-            f"files; {stats.files:,} files, {size_text(stats.bytes)} in all; nothing was written"
+            f"({size_text(stats.new_bytes)} to read){dropped}; {stats.files:,} files, "
+            f"{size_text(stats.bytes)} in all; nothing was written"
         ]
     else:
         lines = [

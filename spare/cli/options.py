@@ -123,9 +123,18 @@ def read_secret(what: str, ways: dict[str, str | None]) -> str | None:
     [(way, value)] = given.items()
     assert value is not None
     if way == "file":
-        return read_secret_file(value, what) or None
+        secret = read_secret_file(value, what)
+        if not secret:
+            raise UsageError(f"the {what} file {value} is empty: its first line is the {what}")
+        return secret
     if way == "command":
-        return run_secret_command(value, what) or None
+        secret = run_secret_command(value, what)
+        if not secret:
+            raise UsageError(
+                f"the {what} command {shlex.split(value)[0]} printed nothing: its first line of "
+                f"output is the {what}"
+            )
+        return secret
     return value
 
 

@@ -12,7 +12,7 @@ from spare.errors import NoSnapshot
 from spare.plugins import Plugins
 from spare.repository.index import IndexSync, sync_index
 from spare.repository.locking import locked_for_reading
-from spare.repository.opening import open_repository
+from spare.repository.opening import open_repository, read_key_file
 from spare.repository.repo import Repository
 from spare.repository.snapshots import Snapshot, check_not_rolled_back, latest_snapshot
 from spare.storage import (
@@ -63,17 +63,27 @@ class Context:
         limit_upload: int | None = None,
         force: bool = False,
     ) -> Repository:
-        """The bucket as a repository; ``force`` accepts one that this host knew as another."""
+        """The bucket as a repository; ``force`` accepts one that this host knew as another.
+
+        The key file (``--key-file``), if given, is read first: a file that is not one is an
+        error even where the bucket's own config is whole.
+        """
         return open_repository(
             lambda: self.storage(limit_upload),
             self.password,
             self.plugins,
             self.cache_root,
-            location=f"{self.location.scheme}:{self.location.url}/{self.location.bucket}",
+            location=self.location_name,
             create=create,
             compression=compression,
             force=force,
+            escrow=read_key_file(self.key_file) if self.key_file else None,
         )
+
+    @property
+    def location_name(self) -> str:
+        """The bucket as this host names it among the configs it remembers."""
+        return f"{self.location.scheme}:{self.location.url}/{self.location.bucket}"
 
 
 def note_sync(synced: IndexSync, note: Callable[[str], None], who: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from spare import xattrs
 from spare.commands.context import Context, note_sync
-from spare.console import Progress, Warnings
+from spare.console import Console, Progress, Warnings
 from spare.errors import (
     CompletedWithWarnings,
     IdentityMismatch,
@@ -20,7 +20,7 @@ from spare.errors import (
     NoSnapshot,
     SourceUnavailable,
 )
-from spare.fstree import Found, Skipper, walk
+from spare.fstree import Found, Selection, Skipper, is_cache_directory, walk
 from spare.hookspecs import CommittedSnapshot
 from spare.owners import group_name, user_name
 from spare.repository import manifest as mf
@@ -30,7 +30,7 @@ from spare.repository.health import CHECK_SHARE, check_rotating_share
 from spare.repository.index import sync_index, write_index
 from spare.repository.locking import HeldLock, locked
 from spare.repository.manifest import Entry, ManifestWriter
-from spare.repository.opening import repair_config
+from spare.repository.opening import config_copy_note, repair_config
 from spare.repository.prune import prune
 from spare.repository.repo import Repository
 from spare.repository.snapshots import (
@@ -72,6 +72,10 @@ class BackupOptions:
     jobs: int = 1
     #: Only say what would be stored: nothing is read but metadata, nothing is written.
     dry_run: bool = False
+    #: Stay on the file system of ``path``: mount points below it are stored empty.
+    one_file_system: bool = False
+    #: Store only the tag of a directory holding a valid ``CACHEDIR.TAG``.
+    cachedir_tags: bool = True
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,11 @@ def create(ctx: Context, options: BackupOptions) -> CreateStats:
     """Back up ``options.path``; returns the run's statistics. Raises CompletedWithWarnings."""
     source = os.path.abspath(options.path)
     root_stat = _check_source(source)
+    if options.cachedir_tags and _is_cache_root(source):
+        Warnings().note(
+            f"{source} is a cache directory (it holds a CACHEDIR.TAG): only the tag is backed "
+            "up; use --no-cachedir-tag to back it up whole"
+        )
     if options.dry_run:
         return dry_run(ctx, source, options)
     limit_cores(options.jobs)
@@ -148,8 +157,8 @@ def create(ctx: Context, options: BackupOptions) -> CreateStats:
             check_not_rolled_back(repo, previous, force=options.force)
             _check_identity(previous, source, root_stat.st_ino, options.force)
             repo.clean_scratch()
-            for key in repair_config(repo):
-                warn.note(f"the bucket's {key} was missing or damaged; stored it again")
+            for key, how in repair_config(repo).items():
+                warn.note(config_copy_note(key, how))
             synced = sync_index(repo)
             if unreadable and previous is None:
                 if not options.force:
@@ -244,7 +253,7 @@ def _backup(
     store = ChunkStore(repo, options.pack_size, options.jobs)
     manifest = ManifestWriter(store.tmpdir)
     try:
-        skip = _skipper(ctx, options)
+        select = _selection(ctx, options)
         known = cache.known_files()
         with ctx.console.progress(
             "create",
@@ -252,8 +261,8 @@ def _backup(
             bytes_total=previous.stats.get("bytes") if previous else None,
         ) as progress:
             if previous is None and ctx.console.shows_progress:
-                scan_totals(source, skip, progress)
-            read = _walk(os.fsencode(source), skip, warn, store, cache, manifest, progress)
+                scan_totals(source, select, progress)
+            read = _walk(os.fsencode(source), select, warn, store, cache, manifest, progress)
             new_data = store.stats.new_bytes  # the file list's own chunks are not the tree's
             manifest_ids = _store_manifest(store, manifest)
             store.finish()  # the last packs' upload: shown at 100 % of the files until done
@@ -324,9 +333,26 @@ def _backup(
     )
 
 
-def _skipper(ctx: Context, options: BackupOptions) -> Skipper:
-    """What the walk leaves out: ``--skip``, and the cache (backing it up would be absurd)."""
-    return Skipper(options.skip, absolute=[os.fsencode(os.path.realpath(ctx.cache_root))])
+def _selection(ctx: Context, options: BackupOptions) -> Selection:
+    """What the walk leaves out: ``--skip``, the cache (backing it up would be absurd), other
+    file systems with ``--one-file-system``, and the contents of cache directories."""
+    return Selection(
+        Skipper(options.skip, absolute=[os.fsencode(os.path.realpath(ctx.cache_root))]),
+        one_file_system=options.one_file_system,
+        cachedir_tags=options.cachedir_tags,
+    )
+
+
+def _is_cache_root(source: str) -> bool:
+    """Whether ``source`` is itself a directory marked as a cache."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False  # a file: the walk reports what cannot be read
+    try:
+        return is_cache_directory(fd)
+    finally:
+        os.close(fd)
 
 
 def dry_run(ctx: Context, source: str, options: BackupOptions) -> CreateStats:
@@ -363,7 +389,7 @@ def _dry_walk(
         cache.start_lookups()
     entries = files = total = read = read_bytes = 0
     first_names: set[tuple[int, int]] = set()
-    for found in walk(os.fsencode(source), _skipper(ctx, options), warn):
+    for found in walk(os.fsencode(source), _selection(ctx, options), warn, ctx.console.info):
         entries += 1
         st = found.stat
         if not stat.S_ISREG(st.st_mode):
@@ -399,13 +425,13 @@ def _dry_walk(
     )
 
 
-def scan_totals(source: str, skip: Skipper, progress: Progress) -> None:
+def scan_totals(source: str, select: Selection, progress: Progress) -> None:
     """Count the files and bytes below ``source`` in a thread of its own, for the progress
     line of a first backup (no last snapshot tells them)."""
 
     def scan() -> None:
         files = total = 0
-        for found in walk(os.fsencode(source), skip, lambda message: None):
+        for found in walk(os.fsencode(source), select, lambda message: None):
             if stat.S_ISREG(found.stat.st_mode):
                 files += 1
                 total += found.stat.st_size
@@ -429,7 +455,7 @@ def _store_manifest(store: ChunkStore, manifest: ManifestWriter) -> list[bytes]:
 
 def _walk(
     root: bytes,
-    skip: Skipper,
+    select: Selection,
     warn: Warnings,
     store: ChunkStore,
     cache: Cache,
@@ -440,7 +466,7 @@ def _walk(
     files were read (the others were unchanged since the last snapshot)."""
     read = 0
     first_names: dict[tuple[int, int], bytes] = {}
-    for found in walk(root, skip, warn):
+    for found in walk(root, select, warn, Console.current().info):
         entry = _entry(found, warn)
         if entry is None:
             continue

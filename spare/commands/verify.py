@@ -123,7 +123,15 @@ class Verifier:
         ``all_missing`` and both are missing."""
         for key, how in found.items():
             message = f"{what} {key} is {how}; the next create stores it again"
-            if how == "missing" and not (all_missing and len(found) == 2):
+            if how in ("older", "newer"):
+                # An interrupted 'spare passwd': one copy under each password, no damage.
+                message = (
+                    f"{what} {key} holds the key under the {'new' if how == 'newer' else 'old'} "
+                    "password of a 'spare passwd' that did not finish; the next create with "
+                    "the new password stores it in both copies"
+                )
+                Warnings().note(message)
+            elif how == "missing" and not (all_missing and len(found) == 2):
                 Warnings().note(message)
             else:
                 self._report(message)

@@ -1,10 +1,13 @@
-"""Opening a bucket as a repository, and making an empty bucket one.
+"""Opening a bucket as a repository, and making an empty bucket one; changing its password.
 
 The ``config`` object is the bucket's only plaintext: the marker that the bucket is spare's, the
 format version, the repository's id, the chunker's and the KDF's parameters, and the master key
 wrapped with the password's key. Every other field is authenticated with the wrapped key, and
 every value is checked against spare's bounds before it is used: a config changed by whoever
 holds the bucket is refused, never obeyed.
+
+``spare passwd`` wraps the same master key anew (nothing else changes) and counts the wraps in
+the config's ``generation``, so that a copy under a newer password is told from damage.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from spare.errors import (
     ObjectNotFound,
     RepositoryDamaged,
     SpareError,
+    UsageError,
     WrongPassword,
 )
 from spare.keys import KdfParams, KeyRing, unwrap_master_key, wrap_master_key
@@ -89,8 +93,12 @@ def open_repository(
     create: bool = False,
     compression: str | None = "lzma",
     force: bool = False,
+    escrow: dict[str, Any] | None = None,
 ) -> Repository:
     """Open the bucket ``connect()`` reaches; with ``create``, make an empty one a repository.
+
+    ``escrow`` is the config of a key file (``spare key export``), used when both copies of the
+    bucket's config are gone or damaged.
 
     Raises before anything is written when the password is wrong, the bucket is not spare's or
     ``compression`` names no installed transform.
@@ -109,7 +117,7 @@ def open_repository(
         with contextlib.suppress(WrongPassword, RepositoryDamaged):
             early = _unlock(remembered, password)
     storage = connect()
-    candidates = _read_configs(storage, remembered)
+    candidates, lost = _read_configs(storage, remembered, escrow)
     if not candidates:
         if not create:
             raise NoSnapshot("there is no backup in this bucket (it is empty or missing)")
@@ -118,6 +126,12 @@ def open_repository(
     else:
         made = None
         config, keys = _choose(candidates, password, remembered, early)
+        if lost:
+            log.warning(
+                "the bucket's config is %s; using %s (the next create stores it again)",
+                lost,
+                "the key file" if config is escrow else "the copy this host remembers",
+            )
     # An empty bucket made anew is no replacement: emptying a bucket is in its holder's power.
     replaced = (
         bool(candidates) and remembered is not None and config.get("id") != remembered.get("id")
@@ -160,32 +174,125 @@ def _choose(
 
 
 def damaged_config_copies(repo: Repository) -> dict[str, str]:
-    """The config's copies that are ``"missing"`` or ``"damaged"`` (differ from the config in
-    use), by key."""
-    canonical = _encode(repo.config)
+    """The config's copies that are ``"missing"``, ``"damaged"`` (differ from the config in
+    use), or this repository's config wrapped by ``spare passwd`` under another password:
+    ``"older"`` or ``"newer"`` than the config in use; by key."""
+    canonical = encode_config(repo.config)
     found = {}
     for key in objects.CONFIG_KEYS:
         try:
-            if objects.read_whole(repo.storage, key, "config") == canonical:
-                continue
-            found[key] = "damaged"
+            raw = objects.read_whole(repo.storage, key, "config")
         except ObjectNotFound:
             found[key] = "missing"
+            continue
         except RepositoryDamaged:
             found[key] = "damaged"
+            continue
+        if raw != canonical:
+            found[key] = _compare(_parse(raw), repo.config)
     return found
 
 
-def repair_config(repo: Repository) -> list[str]:
-    """Store the config again where a copy of it is missing or differs; returns the keys
-    written. Only while holding the bucket lock."""
-    written = list(damaged_config_copies(repo))
-    for key in written:
-        repo.storage.put(key, _encode(repo.config))
-    return written
+def _compare(other: dict[str, Any] | None, config: dict[str, Any]) -> str:
+    """How the stored config ``other`` differs from ``config``, the one in use."""
+    if other is None or other.get("id") != config["id"]:
+        return "damaged"
+    if generation(other) > generation(config):
+        return "newer"
+    return "older" if generation(other) < generation(config) else "damaged"
 
 
-def _encode(config: dict[str, Any]) -> bytes:
+def repair_config(repo: Repository) -> dict[str, str]:
+    """Store the config again where a copy of it is missing, damaged or older; returns what
+    :func:`damaged_config_copies` found. Only while holding the bucket lock.
+
+    A ``"newer"`` copy is left alone: it is a ``spare passwd`` killed between its two writes,
+    and this run, opened with the old password, must not undo it; a run with the new password
+    stores it in both copies.
+    """
+    found = damaged_config_copies(repo)
+    for key, how in found.items():
+        if how != "newer":
+            repo.storage.put(key, encode_config(repo.config))
+    return found
+
+
+def config_copy_note(key: str, how: str) -> str:
+    """What :func:`repair_config` did about the copy ``key`` found ``how``."""
+    if how == "newer":
+        return (
+            f"the bucket's {key} holds the key under a newer password (a 'spare passwd' that did "
+            "not finish): left alone; this password opens the bucket until a create with the "
+            "new one stores it in both copies"
+        )
+    if how == "older":
+        return (
+            f"the bucket's {key} held the key under the password used before 'spare passwd', "
+            "which did not finish: stored it under this one"
+        )
+    return f"the bucket's {key} was {how}; stored it again"
+
+
+def generation(config: dict[str, Any]) -> int:
+    """How many times ``spare passwd`` wrapped this config's key anew (0 for none)."""
+    value = config.get("generation", 0)
+    return value if type(value) is int and value >= 0 else 0
+
+
+def rewrapped(config: dict[str, Any], keys: KeyRing, new_password: str, gen: int) -> dict[str, Any]:
+    """``config`` with the master key wrapped under ``new_password`` (a fresh KDF salt) as
+    generation ``gen``; every other field is kept."""
+    kdf = KdfParams.generate()
+    new = {name: value for name, value in config.items() if name != "master_key"}
+    new["kdf"] = kdf.to_json()
+    new["generation"] = gen
+    new["master_key"] = wrap_master_key(keys.master, kdf.derive(new_password), _bound(new)).hex()
+    return new
+
+
+def next_generation(repo: Repository) -> int:
+    """Above the generation of the config in use and of any copy of it in the bucket."""
+    seen = [generation(repo.config)]
+    for key in objects.CONFIG_KEYS:
+        with contextlib.suppress(ObjectNotFound, RepositoryDamaged):
+            stored = _parse(objects.read_whole(repo.storage, key, "config"))
+            if stored is not None and stored.get("id") == repo.id:
+                seen.append(generation(stored))
+    return max(seen) + 1
+
+
+def store_rewrapped(
+    repo: Repository, config: dict[str, Any], cache_root: Path, location: str
+) -> None:
+    """Store the config of :func:`rewrapped` in both copies, then remember it on this host.
+    Only while holding the bucket lock.
+
+    ``config.copy`` is written first and ``config`` last: until the second write the old
+    password still opens ``config``. A run killed between the two leaves one copy under each
+    password: both open the bucket, the old one's runs leave the newer copy alone (see
+    :func:`repair_config`), and the first create with the new password stores it in both.
+    """
+    for key in (objects.CONFIG_COPY_KEY, objects.CONFIG_KEY):
+        repo.storage.put(key, encode_config(config))
+    repo.config = config
+    KnownConfigs(cache_root).put(location, config)
+
+
+def read_key_file(path: Path) -> dict[str, Any]:
+    """The config a key file of ``spare key export`` holds (the key still wrapped)."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(objects.MAX_BYTES["config"] + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read the key file {path}: {exc.strerror}") from None
+    config = _parse(raw) if len(raw) <= objects.MAX_BYTES["config"] else None
+    if config is None:
+        raise UsageError(f"{path} is not a key file of 'spare key export'")
+    return config
+
+
+def encode_config(config: dict[str, Any]) -> bytes:
+    """The bytes of the ``config`` object (and of a key file)."""
     return json.dumps(config, indent=2).encode()
 
 
@@ -225,15 +332,22 @@ def _check_config(config: dict[str, Any]) -> KdfParams:
             )
     if not chunker["min"] <= chunker["avg"] <= chunker["max"]:
         raise RepositoryDamaged("the bucket's config has inconsistent chunker parameters")
+    if "generation" in config and generation(config) != config["generation"]:
+        raise RepositoryDamaged("the bucket's config has a malformed generation")
     return KdfParams.from_json(config.get("kdf"))
 
 
 def _read_configs(
-    storage: Storage, remembered: dict[str, Any] | None, *, again: bool = True
-) -> list[dict[str, Any]]:
+    storage: Storage,
+    remembered: dict[str, Any] | None,
+    escrow: dict[str, Any] | None = None,
+    *,
+    again: bool = True,
+) -> tuple[list[dict[str, Any]], str | None]:
     """The distinct spare configs that the bucket holds (``config``, then ``config.copy``),
     the one this host remembers first; or, when both copies are gone from a bucket that holds
-    a backup, the one this host remembers. Empty for an empty bucket."""
+    a backup, the key file's (``escrow``) and the one this host remembers, with how the
+    bucket's were lost (``"gone"`` or ``"damaged"``). Empty for an empty bucket."""
     raws = []
     for key in objects.CONFIG_KEYS:
         with contextlib.suppress(ObjectNotFound):
@@ -245,13 +359,13 @@ def _read_configs(
             configs.append(config)
     configs.sort(key=lambda config: config != remembered)
     if configs:
-        return configs
+        return configs, None
     found = next(iter(storage.list()), None)
     if found is None:
-        return []
+        return [], None
     if not raws and again:
         # Another spare may have made the bucket a repository since the read: look again.
-        return _read_configs(storage, remembered, again=False)
+        return _read_configs(storage, remembered, escrow, again=False)
     spares = [info.key for info in storage.list() if _is_spares(info.key)]
     if not spares:
         if raws:
@@ -263,18 +377,15 @@ def _read_configs(
             f"the bucket holds objects (e.g. {found.key!r}) but is not a spare backup; "
             "spare only writes to buckets it owns: use an empty one (nothing was changed)"
         )
-    if remembered is not None:
-        log.warning(
-            "the bucket's config is %s; using the copy this host remembers (the next create "
-            "stores it again)",
-            "damaged" if raws else "gone",
-        )
-        return [remembered]
+    fallbacks = [config for config in (escrow, remembered) if config is not None]
+    if fallbacks:
+        return fallbacks, "damaged" if raws else "gone"
     raise RepositoryDamaged(
         f"the bucket holds {len(spares)} objects of a spare backup, but its config (which holds "
-        f"the key) is {'damaged' if raws else 'gone'}: copy it back from a host that backed up "
-        "here (the file in SPARE_CACHE_DIR/buckets/ that names this repository, stored as "
-        "'config'), or use 'create --force' to start a new backup here, deleting the old one"
+        f"the key) is {'damaged' if raws else 'gone'}: give the key exported by 'spare key "
+        "export' with --key-file, or copy it back from a host that backed up here (the file in "
+        "SPARE_CACHE_DIR/buckets/ that names this repository, stored as 'config'), or use "
+        "'create --force' to start a new backup here, deleting the old one"
     )
 
 
@@ -328,10 +439,10 @@ def _initialise(storage: Storage, password: str) -> tuple[dict[str, Any], KeyRin
     }
     config["master_key"] = wrap_master_key(keys.master, kdf.derive(password), _bound(config)).hex()
     try:
-        storage.create(objects.CONFIG_KEY, _encode(config))
+        storage.create(objects.CONFIG_KEY, encode_config(config))
     except ObjectExists:  # another spare initialised it first: use theirs
-        found = _read_configs(storage, None)
+        found, _ = _read_configs(storage, None)
         assert found
         return found[0], None
-    storage.put(objects.CONFIG_COPY_KEY, _encode(config))
+    storage.put(objects.CONFIG_COPY_KEY, encode_config(config))
     return config, keys
