@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
 import stat
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from spare import xattrs
 from spare.commands.context import Context, note_sync
-from spare.console import Console, Progress, Warnings
+from spare.commands.tree import is_cache_root, scan_totals, store_tree, tree_selection
+from spare.console import Warnings
 from spare.errors import (
     CompletedWithWarnings,
     IdentityMismatch,
@@ -20,16 +18,14 @@ from spare.errors import (
     NoSnapshot,
     SourceUnavailable,
 )
-from spare.fstree import Found, Selection, Skipper, is_cache_directory, walk
+from spare.fstree import walk
 from spare.hookspecs import CommittedSnapshot
-from spare.owners import group_name, user_name
-from spare.repository import manifest as mf
 from spare.repository.cache import Cache
 from spare.repository.chunks import PACK_SIZE, ChunkStore
 from spare.repository.health import CHECK_SHARE, check_rotating_share
 from spare.repository.index import sync_index, write_index
 from spare.repository.locking import HeldLock, locked
-from spare.repository.manifest import Entry, ManifestWriter
+from spare.repository.manifest import ManifestWriter
 from spare.repository.opening import config_copy_note, repair_config
 from spare.repository.prune import prune
 from spare.repository.repo import Repository
@@ -43,18 +39,6 @@ from spare.repository.snapshots import (
     store_snapshot,
 )
 from spare.signals import uninterrupted
-
-_TYPES = {
-    stat.S_IFREG: mf.FILE,
-    stat.S_IFDIR: mf.DIRECTORY,
-    stat.S_IFLNK: mf.SYMLINK,
-    stat.S_IFIFO: mf.FIFO,
-    stat.S_IFCHR: mf.CHAR_DEVICE,
-    stat.S_IFBLK: mf.BLOCK_DEVICE,
-}
-
-#: How often a file that changes while it is read is read again before it is reported.
-REREADS = 2
 
 
 @dataclass
@@ -130,7 +114,7 @@ def create(ctx: Context, options: BackupOptions) -> CreateStats:
     """Back up ``options.path``; returns the run's statistics. Raises CompletedWithWarnings."""
     source = os.path.abspath(options.path)
     root_stat = _check_source(source)
-    if options.cachedir_tags and _is_cache_root(source):
+    if options.cachedir_tags and is_cache_root(source):
         Warnings().note(
             f"{source} is a cache directory (it holds a CACHEDIR.TAG): only the tag is backed "
             "up; use --no-cachedir-tag to back it up whole"
@@ -253,7 +237,7 @@ def _backup(
     store = ChunkStore(repo, options.pack_size, options.jobs)
     manifest = ManifestWriter(store.tmpdir)
     try:
-        select = _selection(ctx, options)
+        select = tree_selection(ctx.cache_root, options)
         known = cache.known_files()
         with ctx.console.progress(
             "create",
@@ -262,7 +246,7 @@ def _backup(
         ) as progress:
             if previous is None and ctx.console.shows_progress:
                 scan_totals(source, select, progress)
-            read = _walk(os.fsencode(source), select, warn, store, cache, manifest, progress)
+            read = store_tree(os.fsencode(source), select, warn, store, cache, manifest, progress)
             new_data = store.stats.new_bytes  # the file list's own chunks are not the tree's
             manifest_ids = _store_manifest(store, manifest)
             store.finish()  # the last packs' upload: shown at 100 % of the files until done
@@ -333,28 +317,6 @@ def _backup(
     )
 
 
-def _selection(ctx: Context, options: BackupOptions) -> Selection:
-    """What the walk leaves out: ``--skip``, the cache (backing it up would be absurd), other
-    file systems with ``--one-file-system``, and the contents of cache directories."""
-    return Selection(
-        Skipper(options.skip, absolute=[os.fsencode(os.path.realpath(ctx.cache_root))]),
-        one_file_system=options.one_file_system,
-        cachedir_tags=options.cachedir_tags,
-    )
-
-
-def _is_cache_root(source: str) -> bool:
-    """Whether ``source`` is itself a directory marked as a cache."""
-    try:
-        fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return False  # a file: the walk reports what cannot be read
-    try:
-        return is_cache_directory(fd)
-    finally:
-        os.close(fd)
-
-
 def dry_run(ctx: Context, source: str, options: BackupOptions) -> CreateStats:
     """What a create of ``source`` would store, found from the files' metadata and the cache
     alone: nothing is read of the files, nothing written to the bucket, nothing locked."""
@@ -389,7 +351,8 @@ def _dry_walk(
         cache.start_lookups()
     entries = files = total = read = read_bytes = 0
     first_names: set[tuple[int, int]] = set()
-    for found in walk(os.fsencode(source), _selection(ctx, options), warn, ctx.console.info):
+    select = tree_selection(ctx.cache_root, options)
+    for found in walk(os.fsencode(source), select, warn, ctx.console.info):
         entries += 1
         st = found.stat
         if not stat.S_ISREG(st.st_mode):
@@ -425,21 +388,6 @@ def _dry_walk(
     )
 
 
-def scan_totals(source: str, select: Selection, progress: Progress) -> None:
-    """Count the files and bytes below ``source`` in a thread of its own, for the progress
-    line of a first backup (no last snapshot tells them)."""
-
-    def scan() -> None:
-        files = total = 0
-        for found in walk(os.fsencode(source), select, lambda message: None):
-            if stat.S_ISREG(found.stat.st_mode):
-                files += 1
-                total += found.stat.st_size
-        progress.total, progress.bytes_total = files, total
-
-    threading.Thread(target=scan, name="scan", daemon=True).start()
-
-
 def _store_manifest(store: ChunkStore, manifest: ManifestWriter) -> list[bytes]:
     """Store the file list twice, in packs of its own: losing a data pack costs the files in it,
     losing any one pack costs nothing of the list. Returns its chunk ids."""
@@ -451,172 +399,3 @@ def _store_manifest(store: ChunkStore, manifest: ManifestWriter) -> list[bytes]:
         store.flush()
     store.repo.cache.add_live(manifest_ids, copies=2)
     return manifest_ids
-
-
-def _walk(
-    root: bytes,
-    select: Selection,
-    warn: Warnings,
-    store: ChunkStore,
-    cache: Cache,
-    manifest: ManifestWriter,
-    progress: Progress,
-) -> int:
-    """Store the tree's entries; counts its files and bytes in ``progress``, returns how many
-    files were read (the others were unchanged since the last snapshot)."""
-    read = 0
-    first_names: dict[tuple[int, int], bytes] = {}
-    for found in walk(root, select, warn, Console.current().info):
-        entry = _entry(found, warn)
-        if entry is None:
-            continue
-        # Any inode but a directory may have several names: files, symlinks, pipes, devices.
-        linked = entry.type != mf.DIRECTORY and found.stat.st_nlink > 1
-        key = (found.stat.st_dev, found.stat.st_ino)
-        if linked and key in first_names:
-            entry.link = first_names[key]
-            entry.chunks, entry.xattrs = [], {}
-            manifest.write(entry)
-            continue
-        if entry.type == mf.FILE:
-            outcome = _file_content(found, entry, store, cache, warn)
-            if outcome is None:
-                continue
-            read += outcome
-            progress.add(1, entry.size)
-            cache.add_live(entry.chunks)
-        if linked:
-            first_names[key] = found.relative
-        manifest.write(entry)
-    return read
-
-
-def _entry(found: Found, warn: Warnings) -> Entry | None:
-    st = found.stat
-    kind = _TYPES.get(stat.S_IFMT(st.st_mode))
-    if kind is None:
-        # A socket is made by the program that listens on it; restoring one would mean nothing.
-        warn.note(f"{found.display}: socket skipped (sockets are never backed up)")
-        return None
-    entry = Entry(
-        path=found.relative,
-        type=kind,
-        mode=stat.S_IMODE(st.st_mode),
-        uid=st.st_uid,
-        gid=st.st_gid,
-        user=user_name(st.st_uid),
-        group=group_name(st.st_gid),
-        mtime_ns=st.st_mtime_ns,
-    )
-    try:
-        if kind == mf.SYMLINK:
-            entry.target = found.readlink()
-        elif kind != mf.FILE:  # a file's attributes are read from its open descriptor
-            entry.xattrs = xattrs.read(found.short_path)
-    except FileNotFoundError:
-        warn(f"{found.display}: vanished before it could be read")
-        return None
-    except OSError as exc:
-        warn(f"{found.display}: cannot read ({exc.strerror})")
-        return None
-    if kind in (mf.CHAR_DEVICE, mf.BLOCK_DEVICE):
-        entry.rdev = st.st_rdev
-    return entry
-
-
-def _file_content(
-    found: Found, entry: Entry, store: ChunkStore, cache: Cache, warn: Warnings
-) -> bool | None:
-    """Fill ``entry`` with the file's size and chunks: True if the file was read, False if the
-    cache knew it unchanged; None (with a warning) if it cannot be read."""
-    st = found.stat
-    known = cache.lookup_file(found.relative, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-    if known is not None and known.xattrs:
-        try:
-            entry.xattrs = xattrs.read(found.short_path)
-        except OSError:
-            known = None  # gone or changed since the walk saw it: read it as a new file
-    if known is not None:
-        ids = known.chunks
-        entry.size = st.st_size
-        entry.chunks = [ids[i : i + mf.ID_BYTES] for i in range(0, len(ids), mf.ID_BYTES)]
-        cache.remember_file(
-            found.relative,
-            st.st_size,
-            st.st_mtime_ns,
-            st.st_ctime_ns,
-            st.st_ino,
-            ids,
-            bool(entry.xattrs),
-        )
-        return False
-    name = found.display
-    try:
-        fd = _open(found)
-    except FileNotFoundError:
-        warn(f"{name}: vanished before it could be read")
-        return None
-    except OSError as exc:
-        warn(f"{name}: cannot open ({exc.strerror})")
-        return None
-    attributes_read = False
-    with os.fdopen(fd, "rb", buffering=0) as file:
-        for attempt in range(REREADS + 1):
-            before = os.fstat(fd)
-            # Read in the same version check as the content: setting an attribute changes ctime.
-            try:
-                entry.xattrs = xattrs.read(fd)
-                attributes_read = True
-            except OSError as exc:
-                if attempt == 0:
-                    warn(f"{name}: cannot read extended attributes ({exc.strerror})")
-            file.seek(0)
-            try:
-                if before.st_blocks * 512 < before.st_size:  # has holes
-                    chunks, length = store.store_sparse(fd, before.st_size)
-                else:
-                    chunks, length = store.store_stream(file, before.st_size)
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-                    raise  # the cache is full: no file can be stored, the run must stop
-                warn(f"{name}: read error ({exc.strerror})")
-                return None
-            after = os.fstat(fd)
-            if _same_version(before, after):
-                break
-            if attempt == REREADS:
-                warn(f"{name}: changed while being read; stored as last read")
-    entry.size = length  # what was read: a file that grew meanwhile is stored as read
-    entry.mode = stat.S_IMODE(after.st_mode)
-    entry.mtime_ns = after.st_mtime_ns
-    entry.chunks = chunks
-    if _same_version(before, after):
-        cache.remember_file(
-            found.relative,
-            after.st_size,
-            after.st_mtime_ns,
-            after.st_ctime_ns,
-            after.st_ino,
-            b"".join(chunks),
-            bool(entry.xattrs) or not attributes_read,  # unread: read again next time
-        )
-    return True
-
-
-def _same_version(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns)
-
-
-def _open(found: Found) -> int:
-    flags = os.O_RDONLY
-    noatime = getattr(os, "O_NOATIME", 0)
-    try:
-        return found.open(flags | noatime)
-    except PermissionError:
-        if not noatime:
-            raise
-        return found.open(flags)  # O_NOATIME needs ownership or CAP_FOWNER
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # replaced by a symlink since the walk
-            raise FileNotFoundError(exc.errno, exc.strerror) from exc
-        raise

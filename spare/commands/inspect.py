@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from spare.commands.context import Context, reading
-from spare.commands.selection import Selection
+from spare.commands.patterns import Patterns
 from spare.errors import RepositoryDamaged, UsageError
 from spare.repository import manifest as mf
 from spare.repository import objects
@@ -92,10 +92,10 @@ def age_seconds(iso_time: str) -> float:
     return (datetime.datetime.now(datetime.UTC) - taken).total_seconds()
 
 
-def listing(ctx: Context, patterns: list[str]) -> Iterator[tuple[Snapshot, Selection, Entry]]:
+def listing(ctx: Context, patterns: list[str]) -> Iterator[tuple[Snapshot, Patterns, Entry]]:
     """The entries of the snapshot that ``patterns`` select (all without patterns), in order."""
     with reading(ctx, "ls") as (repo, snapshot):
-        selection = Selection(patterns, snapshot.path)
+        selection = Patterns(patterns, snapshot.path)
         manifest = ManifestLines(snapshot.manifest_ids, repo.read_chunk)
         for line in manifest:
             entry = Entry.from_line(line)
@@ -106,7 +106,7 @@ def listing(ctx: Context, patterns: list[str]) -> Iterator[tuple[Snapshot, Selec
 def dump(ctx: Context, path: str, out: BinaryIO) -> int:
     """Write the content of the file ``path`` of the snapshot to ``out``; returns its size."""
     with reading(ctx, "dump") as (repo, snapshot):
-        wanted = Selection([path], snapshot.path)
+        wanted = Patterns([path], snapshot.path)
         if wanted.host_globs or any(c in pattern for pattern in wanted.patterns for c in b"*?["):
             raise UsageError(f"{path}: dump takes one file's path, not a pattern")
         [relative] = wanted.patterns

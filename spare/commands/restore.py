@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from spare.commands.context import READERS, Context, reading
+from spare.commands.patterns import Patterns
 from spare.commands.restore_destination import Destination, open_destination
 from spare.commands.restore_target import Target
-from spare.commands.selection import Selection
 from spare.console import Progress, Warnings, say
 from spare.errors import (
     CannotCreate,
@@ -109,7 +109,7 @@ class Restorer:
         self.snapshot = snapshot
         self.destination = destination
         self.options = options
-        self.selection = Selection(options.include, snapshot.path)
+        self.selection = Patterns(options.include, snapshot.path)
         self.warn = Warnings()
         self.is_root = os.geteuid() == 0
         self.scratch_dir = repo.scratch_dir("restore")

@@ -17,7 +17,7 @@ from spare.fstree import normalise_skip
 _GLOB = frozenset(b"*?[")
 
 
-class Selection:
+class Patterns:
     """The patterns of one command, against the snapshot of the directory ``root``."""
 
     def __init__(self, patterns: list[str], root: str) -> None:
