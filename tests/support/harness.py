@@ -183,11 +183,16 @@ def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
 def assert_error(result: subprocess.CompletedProcess[str], code: int) -> str:
     """The run failed the documented way: ``code``, one line on stderr, no traceback.
 
-    Returns that line so callers can check what it says.
+    Notes said before the failure (the first create's "initialised a new backup") are lines of
+    their own, not part of the error. Returns the error's line so callers can check it.
     """
     assert result.returncode == code, describe(result)
     assert "Traceback" not in result.stderr + result.stdout, describe(result)
-    lines = result.stderr.strip("\n").splitlines()
+    lines = [
+        line
+        for line in result.stderr.strip("\n").splitlines()
+        if not line.startswith("spare: note: ")
+    ]
     assert len(lines) == 1 and lines[0].strip(), (
         f"expected exactly one line on stderr\n{describe(result)}"
     )

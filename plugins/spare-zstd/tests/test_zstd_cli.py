@@ -3,8 +3,8 @@ installed as a distribution, and then on a host where spare runs without it."""
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import secrets
 import subprocess
 import sys
@@ -93,11 +93,12 @@ def source(tmp_path: Path) -> Path:
 def test_create_with_zstd_and_restore(tmp_path: Path, source: Path) -> None:
     spare = Spare(tmp_path)
     created = spare(
-        "create", "--compression", "zstd", "--verbose", "--path", source, cache=tmp_path / "c"
+        "create", "--compression", "zstd", "--json", "--path", source, cache=tmp_path / "c"
     )
     assert succeeded(created), created.stderr
     # The text compresses; the random MiB and the one stored once for two files do not.
-    new, stored_bytes = map(int, re.findall(r"(\d+) new, (\d+) stored", created.stderr)[0])
+    summary = json.loads(created.stdout.splitlines()[-1])
+    new, stored_bytes = summary["new_bytes"], summary["stored_bytes"]
     assert new > 3 << 20 and stored_bytes < 0.8 * new
 
     stored = spare.stored_objects()
