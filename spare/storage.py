@@ -46,6 +46,12 @@ class StorageLocation:
         )
 
 
+#: What a backend that writes an object under another name first (and renames it) adds to the
+#: object's key: ``<key>.tmp-<random hex>``. A killed put leaves such a name; the prune deletes
+#: it as spare's own.
+TEMPORARY_MARK = ".tmp-"
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str

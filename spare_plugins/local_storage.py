@@ -33,7 +33,7 @@ from spare.errors import (
 )
 from spare.hookspecs import hookimpl
 from spare.registry import StorageRegistry
-from spare.storage import ObjectInfo, Storage, StorageLocation
+from spare.storage import TEMPORARY_MARK, ObjectInfo, Storage, StorageLocation
 
 DIRECTORY_MODE = 0o700
 FILE_MODE = 0o600
@@ -321,7 +321,7 @@ class LocalStorage(Storage):
         *parents, name = _parts(key)
         what = f"{'creating' if exclusive else 'storing'} {key}"
         with self._writing(what), self._directory(parents, create=True) as directory:
-            temporary = f"{name}.tmp-{uuid.uuid4().hex}"
+            temporary = f"{name}{TEMPORARY_MARK}{uuid.uuid4().hex}"
             fd = os.open(temporary, _TEMPORARY, FILE_MODE, dir_fd=directory)
             try:
                 try:
