@@ -25,11 +25,11 @@ from typing import BinaryIO
 
 from spare.errors import (
     AccessDenied,
+    BadEndpoint,
     ObjectExists,
     ObjectNotFound,
     StorageError,
     StorageTransient,
-    StorageUnreachable,
 )
 from spare.hookspecs import hookimpl
 from spare.registry import StorageRegistry
@@ -231,12 +231,12 @@ class LocalStorage(Storage):
         except FileNotFoundError:
             # Most often a backup disk that is not mounted: creating the directory would write
             # the backup onto the root file system, under the mount point.
-            raise StorageUnreachable(
+            raise BadEndpoint(
                 f"{self.endpoint} does not exist: is the disk mounted? spare creates only the "
                 "bucket directory below it"
             ) from None
         except NotADirectoryError:
-            raise StorageUnreachable(
+            raise BadEndpoint(
                 f"the endpoint {self.endpoint} is not a directory; check --endpoint"
             ) from None
         try:
@@ -244,7 +244,7 @@ class LocalStorage(Storage):
         except _NotThere as exc:
             if exc.kind is None:
                 raise
-            raise StorageUnreachable(
+            raise BadEndpoint(
                 f"the bucket directory {self.path} is {exc.kind}, not a directory; spare does "
                 "not follow it: give --endpoint the directory that holds the real bucket"
             ) from None

@@ -76,7 +76,7 @@ def open_repo(tmp_path: Path) -> Iterator[Callable[..., Repository]]:
     opened: list[Repository] = []
 
     def open_repo(wrap: Wrap = lambda storage: storage) -> Repository:
-        storage = RetryingStorage(wrap(StorageWrapper(memory)), first_delay=0)
+        storage = RetryingStorage(wrap(StorageWrapper(memory)), 0.2, first_wait=0.01)
         repo = open_repository(
             lambda: storage, "password", plugins, tmp_path, location="memory-test", create=True
         )
