@@ -107,7 +107,7 @@ def reading(
     """
     repo = ctx.open(force=force)
     try:
-        with locked_for_reading(repo, command):
+        with locked_for_reading(repo, command, wait=ctx.lock_wait):
             snapshot = latest_snapshot(repo)
             if snapshot is None:
                 raise NoSnapshot("there is no backup in this bucket yet")
