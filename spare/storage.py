@@ -193,7 +193,7 @@ class RetryingStorage(StorageWrapper):
         self._sleep = sleep
         self._gave_up = False
 
-    def _retry(self, what: str, call: Callable[[], T]) -> T:
+    def _retry(self, call: Callable[[], T]) -> T:
         started = self._clock()
         for attempt in itertools.count(1):
             try:
@@ -212,9 +212,9 @@ class RetryingStorage(StorageWrapper):
                     left,
                     random.uniform(0, min(self.max_wait, self.first_wait * 2 ** (attempt - 1))),
                 )
+                # The error's message starts with what failed ("storing packs/..: HTTP 503").
                 log.info(
-                    "%s failed (%s); trying again in %.1f s (attempt %d; giving up in %.0f s)",
-                    what,
+                    "%s; trying again in %.1f s (attempt %d; giving up in %.0f s)",
                     exc,
                     wait,
                     attempt + 1,
@@ -227,29 +227,27 @@ class RetryingStorage(StorageWrapper):
         raise AssertionError("unreachable")
 
     def ensure_bucket(self) -> None:
-        self._retry("creating the bucket", self.inner.ensure_bucket)
+        self._retry(self.inner.ensure_bucket)
 
     def put(self, key: str, data: bytes) -> None:
-        self._retry(f"storing {key}", lambda: self.inner.put(key, data))
+        self._retry(lambda: self.inner.put(key, data))
 
     def put_file(self, key: str, path: str) -> None:
-        self._retry(f"storing {key}", lambda: self.inner.put_file(key, path))
+        self._retry(lambda: self.inner.put_file(key, path))
 
     def create(self, key: str, data: bytes) -> None:
-        self._retry(f"creating {key}", lambda: self.inner.create(key, data))
+        self._retry(lambda: self.inner.create(key, data))
 
     def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
-        return self._retry(f"reading {key}", lambda: self.inner.get(key, start, end))
+        return self._retry(lambda: self.inner.get(key, start, end))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # A listing is retried whole: half a listing must never pass for a whole one.
-        return iter(
-            self._retry(f"listing {prefix or 'the bucket'}", lambda: [*self.inner.list(prefix)])
-        )
+        return iter(self._retry(lambda: [*self.inner.list(prefix)]))
 
     def delete(self, keys: Iterable[str]) -> None:
         keys = list(keys)
-        self._retry("deleting objects", lambda: self.inner.delete(keys))
+        self._retry(lambda: self.inner.delete(keys))
 
 
 @dataclass

@@ -82,8 +82,7 @@ def test_the_lock_is_released_through_an_outage_at_the_end(
     assert blip.until is not None and len(proxy.injected(fault)) >= 2
     assert "lock" not in s3_backend.keys("lock")
     assert re.search(
-        r"deleting objects failed \(.+\); trying again in [0-9.]+ s \(attempt 2; giving up in "
-        r"\d+ s\)",
+        r"deleting objects: .+; trying again in [0-9.]+ s \(attempt 2; giving up in \d+ s\)",
         result.stderr,
     ), result.stderr
 
