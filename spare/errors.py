@@ -112,16 +112,31 @@ class StorageError(SpareError):
     """A storage operation failed; plugins raise the subclasses below from their own errors."""
 
     exit_code = 10
+    #: Whether :class:`spare.storage.RetryingStorage` tries the operation again (``--retry-for``).
+    retried = False
 
 
 class StorageUnreachable(StorageError):
+    """No connection could be made (refused, no route, connect timeout, DNS down): retried, as
+    an endpoint that is down at night is most often back a few minutes later."""
+
     exit_code = 10
+    retried = True
+
+
+class BadEndpoint(StorageUnreachable):
+    """The endpoint answers, but is not the storage it should be (not an S3 server, a host name
+    that does not exist, a directory that is missing): trying again cannot help."""
+
+    retried = False
 
 
 class StorageTransient(StorageError):
-    """A failure worth retrying (timeouts, throttling, 5xx). Retried by the storage wrapper."""
+    """A failure worth retrying (resets, timeouts, throttling, 5xx). Retried by the storage
+    wrapper."""
 
     exit_code = 10
+    retried = True
 
 
 class AccessDenied(StorageError):

@@ -7,15 +7,17 @@ Keys are ASCII: the core never names an object after user data.
 from __future__ import annotations
 
 import abc
+import itertools
 import logging
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from spare.errors import StorageTransient, UsageError
+from spare.errors import StorageError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,12 @@ class StorageLocation:
         )
 
 
+#: What a backend that writes an object under another name first (and renames it) adds to the
+#: object's key: ``<key>.tmp-<random hex>``. A killed put leaves such a name; the prune deletes
+#: it as spare's own.
+TEMPORARY_MARK = ".tmp-"
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str
@@ -56,8 +64,9 @@ class Storage(abc.ABC):
     """One bucket. Implementations translate their own errors into :mod:`spare.errors`.
 
     Every method MUST raise :class:`~spare.errors.StorageUnreachable`,
-    :class:`~spare.errors.AccessDenied` or :class:`~spare.errors.StorageTransient` (the last one is
-    retried by the core) for the failures those names describe, raised ``from`` the original.
+    :class:`~spare.errors.BadEndpoint`, :class:`~spare.errors.AccessDenied` or
+    :class:`~spare.errors.StorageTransient` for the failures those names describe, raised
+    ``from`` the original; the core retries those whose ``retried`` is true.
     """
 
     #: True when :meth:`create` is atomic across processes and hosts (a conditional write).
@@ -148,51 +157,97 @@ class StorageWrapper(Storage):
         self.inner.close()
 
 
+#: The first wait before an operation is tried again, and the longest: an endpoint that is back
+#: is found within a minute.
+FIRST_WAIT = 1.0
+MAX_WAIT = 60.0
+
+
 class RetryingStorage(StorageWrapper):
-    """Retries :class:`StorageTransient` failures with exponential backoff."""
+    """Tries again what failed in a way that may pass (:attr:`StorageError.retried`: resets,
+    timeouts, 5xx, throttling, an endpoint that refuses connections), until the operation has
+    failed for ``retry_for`` seconds; then its last error is raised, saying so.
 
-    def __init__(self, inner: Storage, attempts: int = 5, first_delay: float = 0.5) -> None:
+    The waits grow exponentially from :data:`FIRST_WAIT` to :data:`MAX_WAIT`, with full jitter
+    (each a random share of that), so that the hosts whose runs one outage broke do not all come
+    back at the same instant. Once an operation has given up, the run is failing: each later one
+    (the lock's release on the way out) is tried once, not for another ``retry_for``, until one
+    succeeds.
+    """
+
+    def __init__(
+        self,
+        inner: Storage,
+        retry_for: float = 600.0,
+        *,
+        first_wait: float = FIRST_WAIT,
+        max_wait: float = MAX_WAIT,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         super().__init__(inner)
-        self.attempts = attempts
-        self.first_delay = first_delay
+        self.retry_for = retry_for
+        self.first_wait = first_wait
+        self.max_wait = max_wait
+        self._clock = clock
+        self._sleep = sleep
+        self._gave_up = False
 
-    def _retry(self, what: str, call: Callable[[], T]) -> T:
-        delay = self.first_delay
-        for attempt in range(1, self.attempts + 1):
+    def _retry(self, call: Callable[[], T]) -> T:
+        started = self._clock()
+        for attempt in itertools.count(1):
             try:
-                return call()
-            except StorageTransient as exc:
-                if attempt == self.attempts:
+                done = call()
+            except StorageError as exc:
+                if not exc.retried:
                     raise
-                log.warning("%s failed (%s), retrying in %.1f s", what, exc, delay)
-                time.sleep(delay)
-                delay *= 2
+                spent = self._clock() - started
+                left = 0.0 if self._gave_up else self.retry_for - spent
+                if left <= 0:
+                    self._gave_up = True
+                    if attempt == 1:
+                        raise
+                    raise type(exc)(f"{exc}; retried for {spent:.0f} s") from exc
+                wait = min(
+                    left,
+                    random.uniform(0, min(self.max_wait, self.first_wait * 2 ** (attempt - 1))),
+                )
+                # The error's message starts with what failed ("storing packs/..: HTTP 503").
+                log.info(
+                    "%s; trying again in %.1f s (attempt %d; giving up in %.0f s)",
+                    exc,
+                    wait,
+                    attempt + 1,
+                    left,
+                )
+            else:
+                self._gave_up = False  # the storage is back
+                return done
+            self._sleep(wait)
         raise AssertionError("unreachable")
 
     def ensure_bucket(self) -> None:
-        self._retry("creating the bucket", self.inner.ensure_bucket)
+        self._retry(self.inner.ensure_bucket)
 
     def put(self, key: str, data: bytes) -> None:
-        self._retry(f"storing {key}", lambda: self.inner.put(key, data))
+        self._retry(lambda: self.inner.put(key, data))
 
     def put_file(self, key: str, path: str) -> None:
-        self._retry(f"storing {key}", lambda: self.inner.put_file(key, path))
+        self._retry(lambda: self.inner.put_file(key, path))
 
     def create(self, key: str, data: bytes) -> None:
-        self._retry(f"creating {key}", lambda: self.inner.create(key, data))
+        self._retry(lambda: self.inner.create(key, data))
 
     def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
-        return self._retry(f"reading {key}", lambda: self.inner.get(key, start, end))
+        return self._retry(lambda: self.inner.get(key, start, end))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # A listing is retried whole: half a listing must never pass for a whole one.
-        return iter(
-            self._retry(f"listing {prefix or 'the bucket'}", lambda: [*self.inner.list(prefix)])
-        )
+        return iter(self._retry(lambda: [*self.inner.list(prefix)]))
 
     def delete(self, keys: Iterable[str]) -> None:
         keys = list(keys)
-        self._retry("deleting objects", lambda: self.inner.delete(keys))
+        self._retry(lambda: self.inner.delete(keys))
 
 
 @dataclass

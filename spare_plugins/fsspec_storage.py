@@ -20,6 +20,7 @@ import fsspec.asyn
 
 from spare.errors import (
     AccessDenied,
+    BadEndpoint,
     MissingPlugin,
     ObjectExists,
     ObjectNotFound,
@@ -98,6 +99,30 @@ def _http_status(exc: BaseException) -> int | None:
     return None
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it was raised from, or while handling, down to the first cause; botocore
+    keeps the cause of its connection errors in ``kwargs["error"]``."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        yield seen
+        kept = getattr(seen, "kwargs", None)
+        wrapped = kept.get("error") if isinstance(kept, dict) else None
+        seen = (
+            seen.__cause__
+            or seen.__context__
+            or (wrapped if isinstance(wrapped, BaseException) else None)
+        )
+
+
+def _no_such_host(exc: BaseException) -> bool:
+    """True when the endpoint's host name does not exist (the DNS answered so): a typo, which
+    trying again cannot mend. A DNS server that cannot be reached is EAI_AGAIN, not this."""
+    return any(
+        isinstance(seen, socket.gaierror) and seen.errno == socket.EAI_NONAME
+        for seen in _causes(exc)
+    )
+
+
 def _cannot_connect(exc: BaseException) -> bool:
     """True when no connection to the endpoint could be made at all (refused, no route, no such
     host, connect timeout): retrying at once is futile. A connection that broke after it was made
@@ -143,6 +168,10 @@ def _translate(exc: BaseException, what: str) -> StorageError:
         "PartialCredentialsError",
     ):
         return AccessDenied(f"{what}: access denied ({text}); check the access and secret key")
+    if _no_such_host(exc):
+        return BadEndpoint(
+            f"{what}: the endpoint's host name does not exist ({text}); check --endpoint"
+        )
     if _cannot_connect(exc):
         return StorageUnreachable(f"{what}: cannot reach the endpoint ({text})")
     if name == "EndpointConnectionError":  # botocore's text says it could not connect: it did
@@ -186,7 +215,7 @@ class FsspecStorage(Storage):
         except StorageError:
             raise
         except Exception as exc:
-            raise _translate(exc, what) from exc
+            raise self._translate(exc, what) from exc
 
     def _call_iter(self, what: str, items: Iterator[T]) -> Iterator[T]:
         """Like :meth:`_call`, for a generator that talks to the backend as it is consumed."""
@@ -195,7 +224,11 @@ class FsspecStorage(Storage):
         except StorageError:
             raise
         except Exception as exc:
-            raise _translate(exc, what) from exc
+            raise self._translate(exc, what) from exc
+
+    def _translate(self, exc: BaseException, what: str) -> StorageError:
+        """The storage error ``exc`` means; backends with errors of their own extend it."""
+        return _translate(exc, what)
 
     def ensure_bucket(self) -> None:
         self._call(f"creating {self.root}", self._make_root)

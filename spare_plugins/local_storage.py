@@ -25,15 +25,15 @@ from typing import BinaryIO
 
 from spare.errors import (
     AccessDenied,
+    BadEndpoint,
     ObjectExists,
     ObjectNotFound,
     StorageError,
     StorageTransient,
-    StorageUnreachable,
 )
 from spare.hookspecs import hookimpl
 from spare.registry import StorageRegistry
-from spare.storage import ObjectInfo, Storage, StorageLocation
+from spare.storage import TEMPORARY_MARK, ObjectInfo, Storage, StorageLocation
 
 DIRECTORY_MODE = 0o700
 FILE_MODE = 0o600
@@ -231,12 +231,12 @@ class LocalStorage(Storage):
         except FileNotFoundError:
             # Most often a backup disk that is not mounted: creating the directory would write
             # the backup onto the root file system, under the mount point.
-            raise StorageUnreachable(
+            raise BadEndpoint(
                 f"{self.endpoint} does not exist: is the disk mounted? spare creates only the "
                 "bucket directory below it"
             ) from None
         except NotADirectoryError:
-            raise StorageUnreachable(
+            raise BadEndpoint(
                 f"the endpoint {self.endpoint} is not a directory; check --endpoint"
             ) from None
         try:
@@ -244,7 +244,7 @@ class LocalStorage(Storage):
         except _NotThere as exc:
             if exc.kind is None:
                 raise
-            raise StorageUnreachable(
+            raise BadEndpoint(
                 f"the bucket directory {self.path} is {exc.kind}, not a directory; spare does "
                 "not follow it: give --endpoint the directory that holds the real bucket"
             ) from None
@@ -321,7 +321,7 @@ class LocalStorage(Storage):
         *parents, name = _parts(key)
         what = f"{'creating' if exclusive else 'storing'} {key}"
         with self._writing(what), self._directory(parents, create=True) as directory:
-            temporary = f"{name}.tmp-{uuid.uuid4().hex}"
+            temporary = f"{name}{TEMPORARY_MARK}{uuid.uuid4().hex}"
             fd = os.open(temporary, _TEMPORARY, FILE_MODE, dir_fd=directory)
             try:
                 try:

@@ -9,22 +9,23 @@ import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 import fsspec.asyn
 
-from spare.errors import StorageError, StorageTransient
+from spare.errors import BadEndpoint, StorageError, StorageTransient
 from spare.hookspecs import hookimpl
 from spare.registry import StorageRegistry
 from spare.storage import ObjectInfo, Storage, StorageLocation
 from spare_plugins.fsspec_storage import FsspecStorage, s3_code
 
-# botocore gives up on a dead endpoint after these; the core's retry wrapper retries transient ones.
+# botocore tries each request twice at most, and s3fs once (see make_s3): the core's retry
+# wrapper is the one that waits, for --retry-for seconds.
 S3_CONFIG = {
     "connect_timeout": 10,
     "read_timeout": 120,
-    "retries": {"max_attempts": 3},
+    "retries": {"max_attempts": 1},
     # Checksum headers only where the API demands them: Ceph RGW rejects trailing checksums, and
     # packs are named by their SHA-256, which verify checks anyway.
     "request_checksum_calculation": "when_required",
@@ -38,7 +39,29 @@ class S3Storage(FsspecStorage):
     A PUT carries its Content-MD5, and a HEAD then checks the size the server kept. A GET checks
     the length of what came back against the range asked for and the size the server states, so
     a reply cut short is retried, never taken for the object's end.
+
+    ``endpoint`` is the URL the user gave, named when it does not answer as an S3 server.
     """
+
+    def __init__(
+        self,
+        fs: fsspec.AbstractFileSystem,
+        root: str,
+        *,
+        endpoint: str,
+        make_root: Callable[[], None],
+    ) -> None:
+        super().__init__(fs, root, atomic_create=True, make_root=make_root)
+        self.endpoint = endpoint
+
+    def _translate(self, exc: BaseException, what: str) -> StorageError:
+        status = not_s3_reply(exc)
+        if status is not None:
+            return BadEndpoint(
+                f"{what}: {self.endpoint} does not answer as an S3 server (HTTP {status} "
+                "without an S3 error code): check --endpoint"
+            )
+        return super()._translate(exc, what)
 
     def put(self, key: str, data: bytes) -> None:
         self._call(f"storing {key}", lambda: self._put_object(key, data, _md5(data)))
@@ -150,7 +173,9 @@ class S3Storage(FsspecStorage):
                     page = self.fs.call_s3(
                         "list_objects_v2", Bucket=self.root, Prefix=prefix, **token
                     )
-                except FileNotFoundError:  # no bucket: nothing in it
+                except FileNotFoundError as exc:  # no bucket: nothing in it
+                    if not_s3_reply(exc) is not None:
+                        raise  # a web server's 404 page: no bucket says nothing
                     return
                 for item in page.get("Contents", ()):
                     yield ObjectInfo(item["Key"], int(item["Size"]))
@@ -170,6 +195,25 @@ def _md5(data: bytes) -> str:
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
+def not_s3_reply(exc: BaseException) -> int | None:
+    """The HTTP status of an error reply that no S3 server gives, behind ``exc``: a 4xx reply to
+    a request other than a HEAD without an S3 error code (a web server's or proxy's own page);
+    None for any other error."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict) and "Error" in response:
+            code = str(response["Error"].get("Code") or "")
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            # A HEAD's reply has no body, so no S3 server gives its error a code.
+            head = str(getattr(seen, "operation_name", "")).startswith("Head")
+            if head or not isinstance(status, int) or not 400 <= status < 500:
+                return None
+            return status if not code or code.isdigit() else None
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def make_s3(location: StorageLocation) -> Storage:
     # Imported only when an S3 endpoint is used: it adds ~21 MiB of RSS, its first request ~16 more.
     import s3fs
@@ -180,17 +224,30 @@ def make_s3(location: StorageLocation) -> Storage:
         endpoint_url=location.url,
         skip_instance_cache=True,
         use_listings_cache=False,
+        # The region signs every request; None leaves it to botocore (AWS_DEFAULT_REGION, the
+        # profile, else us-east-1).
+        client_kwargs={"region_name": location.region} if location.region else {},
         config_kwargs={**S3_CONFIG, "s3": {"addressing_style": "path"}},
     )
+    # One attempt per call (s3fs's own retries would wait unseen under spare's): see S3_CONFIG.
+    fs.retries = 1
     bucket = location.bucket
 
     def make_bucket() -> None:
         if fs.exists(bucket):
             return
+        # AWS wants the region of a bucket outside us-east-1 named, and refuses us-east-1 named;
+        # custom endpoints refuse any LocationConstraint: one is sent only for a region given.
+        region = location.region
+        where = (
+            {"CreateBucketConfiguration": {"LocationConstraint": region}}
+            if region and region != "us-east-1"
+            else {}
+        )
         with contextlib.suppress(FileExistsError):  # created meanwhile
-            fs.mkdir(bucket)  # no region: custom endpoints refuse a LocationConstraint
+            fs.call_s3("create_bucket", Bucket=bucket, **where)
 
-    return S3Storage(fs, bucket, atomic_create=True, make_root=make_bucket)
+    return S3Storage(fs, bucket, endpoint=location.url, make_root=make_bucket)
 
 
 @hookimpl

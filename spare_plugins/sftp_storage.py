@@ -27,6 +27,7 @@ from fsspec.utils import infer_storage_options
 
 from spare.errors import (
     AccessDenied,
+    BadEndpoint,
     MissingPlugin,
     ObjectExists,
     StorageUnreachable,
@@ -62,7 +63,7 @@ class SftpStorage(FsspecStorage):
 
     def _make_bucket(self) -> None:
         if not self.fs.isdir(self.endpoint):
-            raise StorageUnreachable(
+            raise BadEndpoint(
                 f"the directory {self.endpoint} does not exist on the SSH server: create it, "
                 "or check --endpoint"
             )
@@ -148,7 +149,7 @@ def make_sftp(location: StorageLocation) -> Storage:
             skip_instance_cache=True,
         )
     except BadHostKeyException as exc:
-        raise StorageUnreachable(
+        raise BadEndpoint(
             f"the SSH host key of {where} is not the one known_hosts holds: the server was "
             "replaced, or someone is in between; check it before you trust it"
         ) from exc
@@ -158,7 +159,7 @@ def make_sftp(location: StorageLocation) -> Storage:
             "this host's public key to the server's authorized_keys"
         ) from exc
     except _UnknownHost as exc:
-        raise StorageUnreachable(str(exc)) from exc
+        raise BadEndpoint(str(exc)) from exc
     except (OSError, SSHException, EOFError) as exc:
         raise StorageUnreachable(f"cannot reach the SSH server {where} ({exc})") from exc
     return SftpStorage(fs, endpoint, f"{endpoint}/{location.bucket}")

@@ -48,12 +48,12 @@ class Context:
     traffic: Traffic = field(default_factory=Traffic)
 
     def storage(self, limit_upload: int | None = None) -> Storage:
-        """The bucket's storage, retrying transient failures; uploads paced to
-        ``limit_upload`` bytes per second on average, if given."""
+        """The bucket's storage, retrying failures that may pass for ``retry_for`` seconds;
+        uploads paced to ``limit_upload`` bytes per second on average, if given."""
         storage = self.plugins.storages.get(self.location.scheme)(self.location)
         if limit_upload:
             storage = RateLimitedStorage(storage, limit_upload)  # retries count too
-        return CountingStorage(RetryingStorage(storage), self.traffic)
+        return CountingStorage(RetryingStorage(storage, self.retry_for), self.traffic)
 
     def open(
         self,
@@ -117,7 +117,7 @@ def reading(
     """
     repo = ctx.open(force=force)
     try:
-        with locked_for_reading(repo, command):
+        with locked_for_reading(repo, command, wait=ctx.lock_wait):
             snapshot = latest_snapshot(repo)
             if snapshot is None:
                 raise NoSnapshot("there is no backup in this bucket yet")

@@ -135,7 +135,7 @@ def create(ctx: Context, options: BackupOptions) -> CreateStats:
             "the bucket you meant, check --bucket and --endpoint"
         )
     try:
-        with locked(repo, "create") as held:
+        with locked(repo, "create", wait=ctx.lock_wait) as held:
             snapshots, unreadable = list_snapshots(repo)
             previous = snapshots[-1] if snapshots else None
             check_not_rolled_back(repo, previous, force=options.force)

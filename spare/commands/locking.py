@@ -9,7 +9,7 @@ from spare.repository.locking import lock_by_hand, unlock_by_hand
 def lock(ctx: Context) -> str:
     repo = ctx.open()
     try:
-        lock_by_hand(repo)
+        lock_by_hand(repo, wait=ctx.lock_wait)
     finally:
         repo.close()
     return "the bucket is locked; 'spare unlock' releases it"

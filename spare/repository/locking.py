@@ -24,7 +24,8 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -48,6 +49,10 @@ REFRESH_INTERVAL = 300.0
 
 #: How often taking the lock starts over when the lock changes hands meanwhile.
 ATTEMPTS = 3
+
+#: With ``--lock-wait``, the first and the longest pause between two looks at a held lock.
+FIRST_POLL = 1.0
+LONGEST_POLL = 10.0
 
 
 @dataclass
@@ -255,18 +260,60 @@ class HeldLock:
             self._thread.join(timeout=1)  # a daemon: it never keeps the process alive anyway
 
 
-def take(repo: Repository, command: str, *, under_manual_lock: bool = False) -> HeldLock | None:
+class LockWait:
+    """How long :func:`take` waits for a lock that another holds (``--lock-wait``): it looks
+    again after pauses that grow from :data:`FIRST_POLL` to :data:`LONGEST_POLL` seconds."""
+
+    def __init__(
+        self,
+        seconds: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._sleep = sleep
+        self._started = clock()
+        self._pause = FIRST_POLL
+
+    def pause(self, holder: LockInfo) -> bool:
+        """Wait before the next look at the lock ``holder`` holds; False when the time is up."""
+        left = self.seconds - self.waited()
+        if left <= 0:
+            return False
+        if self._pause == FIRST_POLL:
+            log.info(
+                "the bucket is locked by %s; waiting up to %.0f s for it (--lock-wait)",
+                holder.describe(),
+                left,
+            )
+        self._sleep(min(self._pause, left))
+        self._pause = min(self._pause * 2, LONGEST_POLL)
+        return True
+
+    def waited(self) -> float:
+        return self._clock() - self._started
+
+
+def take(
+    repo: Repository, command: str, *, under_manual_lock: bool = False, wait: float = 0.0
+) -> HeldLock | None:
     """Take the bucket lock for ``command``; raise :class:`Locked` if another holds it.
 
     With ``under_manual_lock``, a lock set by ``spare lock`` is no obstacle: None is returned
     and nothing is written. A stale lock of this host (:func:`stale_reason`) is cleared first.
+    A lock that another holds (a running spare's, or ``spare lock``'s) is waited for up to
+    ``wait`` seconds.
     """
     lock = bucket_lock(repo)
     here = this_host()
     info = LockInfo.for_this_process(command, here)
     payload = encode_lock(repo, info)
     cleared: tuple[LockInfo, str] | None = None
-    for _ in range(ATTEMPTS):
+    waiting = LockWait(wait)
+    changes = 0
+    while changes < ATTEMPTS:
         # A lock that is there is never written over, even on a server that would let a
         # conditional create overwrite it (one that ignores If-None-Match).
         current = lock.read()
@@ -280,6 +327,7 @@ def take(repo: Repository, command: str, *, under_manual_lock: bool = False) -> 
                 current = lock.read()
         holder = describe_lock(repo, current)
         if holder is None:
+            changes += 1
             continue  # freed meanwhile
         if holder.token == info.token:
             if cleared is not None:
@@ -291,8 +339,14 @@ def take(repo: Repository, command: str, *, under_manual_lock: bool = False) -> 
             return None
         reason = stale_reason(holder, here)
         if reason is None:
-            raise locked_error(holder)
+            if waiting.pause(holder):
+                continue
+            error = locked_error(holder)
+            if wait:
+                error = Locked(f"{error}; waited {waiting.waited():.0f} s for it (--lock-wait)")
+            raise error
         assert current is not None
+        changes += 1
         if _clear_stale(repo, lock, current):
             cleared = (holder, reason)
     raise Locked("the bucket lock changed hands while this run tried to take it; try again")
@@ -322,37 +376,52 @@ def _turn(path: Path) -> Iterator[None]:
 
 
 @contextmanager
-def locked(repo: Repository, command: str) -> Iterator[HeldLock]:
-    """Hold the bucket lock while the block runs, refreshing it; released on any exit."""
-    held = take(repo, command)
+def locked(repo: Repository, command: str, *, wait: float = 0.0) -> Iterator[HeldLock]:
+    """Hold the bucket lock while the block runs, refreshing it; released on any exit. A lock
+    that another holds is waited for up to ``wait`` seconds."""
+    held = take(repo, command, wait=wait)
     assert held is not None
-    held.start_refreshing()
-    try:
+    with _holding(held):
         yield held
-    finally:
-        held.release()
 
 
 @contextmanager
-def locked_for_reading(repo: Repository, command: str) -> Iterator[None]:
+def locked_for_reading(repo: Repository, command: str, *, wait: float = 0.0) -> Iterator[None]:
     """Like :func:`locked`, but a lock set by ``spare lock`` (a frozen backup) is no obstacle.
 
     The lock of a running command is.
     """
-    held = take(repo, command, under_manual_lock=True)
+    held = take(repo, command, under_manual_lock=True, wait=wait)
     if held is None:
         yield
         return
+    with _holding(held):
+        yield
+
+
+@contextmanager
+def _holding(held: HeldLock) -> Iterator[None]:
+    """Refresh ``held`` while the block runs, then release it. When the block failed, its error
+    is the one the user sees: a release that fails as well is a warning."""
     held.start_refreshing()
     try:
         yield
-    finally:
-        held.release()
+    except BaseException:
+        try:
+            held.release()
+        except SpareError as exc:
+            Console.current().warning(
+                f"could not release the bucket lock ({exc}); the next spare run on this host "
+                "clears it, another host needs 'spare unlock'"
+            )
+        raise
+    held.release()
 
 
-def lock_by_hand(repo: Repository) -> None:
-    """``spare lock``: take the lock and keep it (it is never refreshed nor cleared as stale)."""
-    take(repo, "lock")
+def lock_by_hand(repo: Repository, *, wait: float = 0.0) -> None:
+    """``spare lock``: take the lock and keep it (it is never refreshed nor cleared as stale);
+    a lock that another holds is waited for up to ``wait`` seconds."""
+    take(repo, "lock", wait=wait)
 
 
 def unlock_by_hand(repo: Repository, *, force: bool = False) -> LockInfo | None:

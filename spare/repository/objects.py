@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from spare.errors import RepositoryDamaged
-from spare.storage import Storage
+from spare.storage import TEMPORARY_MARK, Storage
 
 MAGIC = b"SPARE"
 FORMAT_VERSION = 4
@@ -100,6 +100,21 @@ def snapshot_name(key: str) -> str | None:
     """The snapshot whose root (or the root's copy) ``key`` holds."""
     match = _SNAPSHOT_KEY.match(key)
     return match.group(1) if match else None
+
+
+def is_spares(key: str, *, leftovers: bool = False) -> bool:
+    """Whether ``key`` is named as spare names objects; with ``leftovers``, also what a killed put
+    of such an object left under a temporary name (see :data:`spare.storage.TEMPORARY_MARK`).
+    The lock's key is the lock plugin's to name."""
+    named, mark, rest = key.partition(TEMPORARY_MARK)
+    if mark and not (leftovers and _TEMPORARY_END.fullmatch(rest)):
+        return False
+    return bool(
+        pack_name(named) or index_name(named) or snapshot_name(named) or named in CONFIG_KEYS
+    )
+
+
+_TEMPORARY_END = re.compile(r"[0-9a-f]{32}")
 
 
 def content_name(data: bytes) -> str:

@@ -366,7 +366,7 @@ def _read_configs(
     if not raws and again:
         # Another spare may have made the bucket a repository since the read: look again.
         return _read_configs(storage, remembered, escrow, again=False)
-    spares = [info.key for info in storage.list() if _is_spares(info.key)]
+    spares = [info.key for info in storage.list() if objects.is_spares(info.key)]
     if not spares:
         if raws:
             raise ForeignBucket(
@@ -386,16 +386,6 @@ def _read_configs(
         "export' with --key-file, or copy it back from a host that backed up here (the file in "
         "SPARE_CACHE_DIR/buckets/ that names this repository, stored as 'config'), or use "
         "'create --force' to start a new backup here, deleting the old one"
-    )
-
-
-def _is_spares(key: str) -> bool:
-    """Whether ``key`` is named as spare names objects."""
-    return bool(
-        objects.pack_name(key)
-        or objects.index_name(key)
-        or objects.snapshot_name(key)
-        or key in objects.CONFIG_KEYS
     )
 
 

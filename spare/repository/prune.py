@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from spare.console import Console
 from spare.errors import RepositoryDamaged
 from spare.repository import objects
 from spare.repository.chunks import PACK_SIZE, ChunkStore
@@ -78,6 +79,12 @@ def prune(repo: Repository, keep_snapshot: Snapshot, pack_size: int = PACK_SIZE)
     listed = {info.key: info.size for info in repo.storage.list()}
     _check_stored(repo, keep_snapshot, packs, listed)
     doomed = [key for key in listed if key not in keep]
+    # The bucket is spare's alone, but what someone else put there is named as it goes; quoted
+    # with !a: a foreign key is anyone's text, and must not reach a terminal as escapes.
+    for key in sorted(key for key in doomed if not objects.is_spares(key, leftovers=True)):
+        Console.current().warning(
+            f"deleted {key!a}, which is not spare's: the bucket is for spare's backup only"
+        )
     # One call per kind, each finished before the next: a storage deletes the keys of one call
     # in any order (S3 in concurrent batches). The old roots go first, then the index objects
     # that name dead packs, then the packs: a run killed in between leaves no object naming

@@ -186,13 +186,15 @@ def test_restore_into_non_empty_directory(
 
 
 def test_unreachable_endpoint(password: str, run_spare: SpareRunner, source: Path) -> None:
-    """Nothing listens on the port: 10, quickly enough for cron, without a traceback."""
+    """Nothing listens on the port: 10 once --retry-for has passed, without a traceback
+    (test_network.py shows the retries)."""
     env = {
         "SPARE_ENDPOINT": f"http://127.0.0.1:{free_port()}",
         "SPARE_ACCESS_KEY": "key",
         "SPARE_SECRET_KEY": "secret",
         "SPARE_BUCKET": "spare-test-unreachable",
         "SPARE_PASSWORD": password,
+        "SPARE_RETRY_FOR": "1",
     }
     assert_error(run_spare("create", "--path", source, env=env, timeout=150), EXIT_UNREACHABLE)
 

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,49 @@ def test_restore_and_verify_ignore_the_lock(
     assert_ok(run_spare("verify", "--path", backed_up, env=env))
     assert backend.objects() == locked, "restore or verify changed a locked bucket"
     assert_ok(run_spare("unlock", env=env))
+
+
+@pytest.fixture
+def file_env(
+    file_backend: Backend, password: str, run_spare: SpareRunner, source: Path
+) -> dict[str, str]:
+    """A file bucket holding a backup: the waits below do not depend on the storage kind."""
+    env = {**file_backend.env, "SPARE_PASSWORD": password}
+    assert_ok(run_spare("create", "--path", source, env=env))
+    return env
+
+
+def test_lock_wait_waits_until_the_lock_is_released(
+    file_env: dict[str, str], run_spare: SpareRunner, source: Path
+) -> None:
+    """A create with --lock-wait finds the bucket locked by hand (a sysadmin copying it, say),
+    says once with -v that it waits and for whom, and runs once the lock is gone."""
+    locking = run_spare("lock", env=file_env)
+    assert_ok(locking)
+    started = time.monotonic()
+    waiting = run_spare.popen("create", "-v", "--lock-wait", "30", "--path", source, env=file_env)
+    try:
+        time.sleep(2)
+        assert waiting.poll() is None, "create did not wait for the lock"
+    finally:
+        assert_ok(run_spare("unlock", env=file_env))
+    result = finish(waiting, 60)
+    assert_ok(result)
+    assert time.monotonic() - started >= 2
+    said = re.findall(r"the bucket is locked by (.*); waiting up to 30 s", result.stderr)
+    assert len(said) == 1 and said[0].startswith("'spare lock' on host "), result.stderr
+    assert re.search(rf"\(pid {locking.pid}\)", said[0]), said
+
+
+def test_lock_wait_gives_up_with_the_usual_error(
+    file_env: dict[str, str], run_spare: SpareRunner, source: Path
+) -> None:
+    """The lock is still held when --lock-wait has passed: exit 7, one line, as without it."""
+    assert_ok(run_spare("lock", env=file_env))
+    started = time.monotonic()
+    result = run_spare("create", "--lock-wait", "2", "--path", source, env=file_env)
+    took = time.monotonic() - started
+    line = assert_error(result, EXIT_LOCKED)
+    assert "locked by hand" in line and re.search(r"; waited [23] s for it \(--lock-wait\)$", line)
+    assert 2 <= took < 20
+    assert_ok(run_spare("unlock", env=file_env))

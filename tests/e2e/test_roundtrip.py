@@ -147,16 +147,28 @@ def test_changed_tree_restores_the_new_one_and_keeps_one_snapshot(
 def test_foreign_objects_in_a_spare_bucket_are_deleted(
     backend: Backend, env: dict[str, str], run_spare: SpareRunner, tmp_path: Path
 ) -> None:
-    """The bucket is spare's alone: what someone else adds to it goes at the next create."""
+    """The bucket is spare's alone: what someone else adds to it goes at the next create, each
+    named in a warning (escaped); what a killed upload of spare's left goes without one."""
     source = tmp_path / "source"
     write_file(source / "a.txt", b"a\n", 0o644)
     assert_ok(run_spare("create", "--path", source, env=env))
-    backend.put("hello.txt", b"dropped here by hand\n")
-    backend.put("packs/not-a-pack", b"neither is this\n")
+    foreign = ["hello.txt", "packs/not-a-pack", "notes/\u00e9t\u00e9.txt"]
+    for key in foreign:
+        backend.put(key, b"dropped here by hand\n")
+    leftover = f"packs/ab/ab{'0' * 62}.tmp-{'1' * 32}"
+    backend.put(leftover, b"half a pack")
 
-    assert_ok(run_spare("create", "--path", source, env=env))
+    result = run_spare("create", "--path", source, env=env)
+    assert_ok(result)
+    warned = [line for line in result.stderr.splitlines() if "which is not spare's" in line]
+    assert warned == [
+        f"spare: warning: deleted {key!a}, which is not spare's: the bucket is for spare's "
+        "backup only"
+        for key in sorted(foreign)
+    ], result.stderr
+    assert "\\xe9" in result.stderr and "\u00e9" not in result.stderr
     objects = backend.objects()
-    assert "hello.txt" not in objects and "packs/not-a-pack" not in objects, sorted(objects)
+    assert not {*foreign, leftover} & set(objects), sorted(objects)
     target = tmp_path / "restored"
     assert_ok(run_spare("restore", "--path", target, env=env))
     assert (target / "a.txt").read_bytes() == b"a\n"

@@ -18,7 +18,8 @@ server (moto) and hands the reply back, unless it injects a fault instead:
   its Content-Range (``bytes 0-99/1000``) tells the client it got less than it asked for.
 
 Faults are drawn at random for a share of all requests (``rate``, with a seeded RNG so a failure
-can be replayed), or aimed at the first ``count`` requests of one kind (:class:`Aim`). Every
+can be replayed), aimed at the first ``count`` requests of one kind (:class:`Aim`), or given to
+every request for some seconds from the first of one kind on (:class:`Blip`: an outage). Every
 request and the fault it got is recorded in :attr:`FaultProxy.log`, so a test can show that the
 fault it is about did happen.
 """
@@ -77,6 +78,7 @@ class Request:
     method: str
     path: str
     headers: dict[str, str]
+    body: bytes = field(default=b"", repr=False)
 
     @property
     def key(self) -> str:
@@ -91,6 +93,15 @@ def pack_put(request: Request) -> bool:
 
 def lock_put(request: Request) -> bool:
     return request.method == "PUT" and request.key == "lock"
+
+
+def lock_delete(request: Request) -> bool:
+    """The lock's release: s3fs deletes objects with one ``POST ?delete`` naming their keys."""
+    return (
+        request.method == "POST"
+        and "delete" in request.path.partition("?")[2]
+        and b"<Key>lock</Key>" in request.body
+    )
 
 
 def ranged_pack_get(request: Request) -> bool:
@@ -122,6 +133,18 @@ class Aim:
 
 
 @dataclass
+class Blip:
+    """From the first request that ``matches`` on, give ``fault`` to every request for
+    ``seconds`` seconds: the network fails for a while, then comes back."""
+
+    matches: Callable[[Request], bool]
+    fault: str
+    seconds: float
+    #: When the blip ends (time.monotonic()), once a request started it.
+    until: float | None = None
+
+
+@dataclass
 class Logged:
     """One request the proxy read: its body's size, whether its Content-MD5 header matched the
     body (None: it had none), and the fault it got (None for none)."""
@@ -139,11 +162,14 @@ class FaultProxy:
     """The proxy; :meth:`start` it, point spare at :attr:`url`, :meth:`stop` it afterwards."""
 
     upstream: str
+    #: The port to listen on; 0 lets the kernel pick a free one.
+    port: int = 0
     #: The share of requests given a random fault, and the faults drawn from.
     rate: float = 0.0
     faults: Sequence[str] = FAULTS
     seed: int = 0
     aims: list[Aim] = field(default_factory=list)
+    blips: list[Blip] = field(default_factory=list)
     stall_seconds: float = 2.0
     #: Connections served at once; more wait to be accepted.
     max_connections: int = 32
@@ -167,7 +193,7 @@ class FaultProxy:
 
     def start(self) -> FaultProxy:
         # Port 0: the kernel picks a free one, which the server holds from now on.
-        self._server = _Server(("127.0.0.1", 0), _Handler, self)
+        self._server = _Server(("127.0.0.1", self.port), _Handler, self)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="fault-proxy", daemon=True
         )
@@ -201,6 +227,14 @@ class FaultProxy:
             self.aims.append(aim)
         return aim
 
+    def blip(self, matches: Callable[[Request], bool], fault: str, seconds: float) -> Blip:
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}")
+        blip = Blip(matches, fault, seconds)
+        with self._lock:
+            self.blips.append(blip)
+        return blip
+
     def injected(self, fault: str | None = None) -> list[Logged]:
         """The requests that got a fault (``fault``, or any)."""
         with self._lock:
@@ -214,13 +248,19 @@ class FaultProxy:
         """The fault ``request`` gets (None for none), logged."""
         with self._lock:
             fault, aim = None, None
-            for candidate in self.aims:
+            now = time.monotonic()
+            for blip in self.blips:
+                if blip.until is None and blip.matches(request):
+                    blip.until = now + blip.seconds
+                if blip.until is not None and now < blip.until:
+                    fault = blip.fault
+            for candidate in [] if fault else self.aims:
                 if candidate.hits < candidate.count and candidate.matches(request):
                     candidate.hits += 1
                     fault, aim = candidate.fault, candidate
                     break
             else:
-                if self.rate and self._rng.random() < self.rate:
+                if not fault and self.rate and self._rng.random() < self.rate:
                     fault = self._rng.choice(list(self.faults))
             entry = Logged(request.method, request.key, len(body), _checksum(request, body), fault)
             entry.aim = aim
@@ -291,7 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         proxy = self.server.proxy
         body = self._read_body()
-        request = Request(self.command, self.path, dict(self.headers.items()))
+        request = Request(self.command, self.path, dict(self.headers.items()), body)
         entry = proxy.choose(request, body)
         fault = entry.fault
         if fault == "reset-before":

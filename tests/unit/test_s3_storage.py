@@ -53,7 +53,7 @@ def s3_storage(server: S3Server, url: str, bucket: str) -> S3Storage:
         },
     )
     fs.retries = 1  # s3fs's own retry loop: one attempt
-    return S3Storage(fs, bucket, atomic_create=True, make_root=lambda: fs.mkdir(bucket))
+    return S3Storage(fs, bucket, endpoint=url, make_root=lambda: fs.mkdir(bucket))
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def test_retried_faults_end_in_whole_objects(
 ) -> None:
     """Through the core's retry, each call is done whole: the object stored, the range read."""
     proxy.aim(any_request, fault, count=2)
-    retrying = RetryingStorage(storage, attempts=4, first_delay=0)
+    retrying = RetryingStorage(storage, 30, first_wait=0)
     retrying.put("packs/00/new", DATA)
     assert retrying.get("packs/00/new", 1000, 200_000) == DATA[1000:200_000]
     assert retrying.get("packs/00/new") == DATA

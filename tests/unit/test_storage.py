@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from spare.errors import StorageTransient
+from spare.errors import (
+    AccessDenied,
+    BadEndpoint,
+    ObjectNotFound,
+    StorageError,
+    StorageTransient,
+    StorageUnreachable,
+)
 from spare.plugins import Plugins
 from spare.storage import RateLimitedStorage, RetryingStorage, Storage, StorageLocation
 
@@ -122,11 +129,82 @@ class Flaky(Storage):
         self.inner.delete(keys)
 
 
+class Clock:
+    """A clock that only moves when spare sleeps: retries take no real time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+def retrying(inner: Storage, retry_for: float, clock: Clock) -> RetryingStorage:
+    return RetryingStorage(inner, retry_for, clock=clock, sleep=clock.sleep)
+
+
 def test_transient_failures_are_retried_then_reported() -> None:
+    clock = Clock()
     flaky = Flaky(memory_storage(), failures=2)
-    RetryingStorage(flaky, attempts=3, first_delay=0).put("k", b"v")
+    retrying(flaky, 600, clock).put("k", b"v")
     assert flaky.attempts == 3 and flaky.get("k") == b"v"
-    hopeless = Flaky(memory_storage(), failures=10)
+    hopeless = Flaky(memory_storage(), failures=10**6)
+    with pytest.raises(StorageTransient, match=r"503 Slow Down; retried for 600 s$"):
+        retrying(hopeless, 600, clock).put("k", b"v")
+
+
+def test_retries_back_off_with_jitter_up_to_a_minute_until_the_deadline() -> None:
+    clock = Clock()
+    hopeless = Flaky(memory_storage(), failures=10**6)
     with pytest.raises(StorageTransient):
-        RetryingStorage(hopeless, attempts=3, first_delay=0).put("k", b"v")
-    assert hopeless.attempts == 3
+        retrying(hopeless, 3600, clock).put("k", b"v")
+    assert clock.now == pytest.approx(3600)
+    assert all(0 <= wait <= 60 for wait in clock.waits)
+    assert clock.waits[0] <= 1 and max(clock.waits) > 30  # grows, capped at a minute
+    assert len(set(clock.waits)) == len(clock.waits)  # jittered
+
+
+def test_no_retry_with_retry_for_zero() -> None:
+    hopeless = Flaky(memory_storage(), failures=10**6)
+    with pytest.raises(StorageTransient, match=r"^503 Slow Down$"):
+        retrying(hopeless, 0, Clock()).put("k", b"v")
+    assert hopeless.attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (StorageUnreachable("connection refused"), True),
+        (BadEndpoint("not an S3 server"), False),
+        (AccessDenied("denied"), False),
+        (ObjectNotFound("no such key"), False),
+    ],
+)
+def test_what_is_retried(error: StorageError, retried: bool) -> None:
+    class Failing(Flaky):
+        def put(self, key: str, data: bytes) -> None:
+            self.attempts += 1
+            raise error
+
+    failing = Failing(memory_storage(), failures=0)
+    with pytest.raises(type(error)):
+        retrying(failing, 10, Clock()).put("k", b"v")
+    assert (failing.attempts > 1) is retried
+
+
+def test_after_giving_up_each_call_is_tried_once() -> None:
+    """The run is failing: the lock's release on the way out does not wait another retry_for."""
+    clock = Clock()
+    hopeless = Flaky(memory_storage(), failures=10**6)
+    storage = retrying(hopeless, 60, clock)
+    with pytest.raises(StorageTransient):
+        storage.put("k", b"v")
+    tried = hopeless.attempts
+    with pytest.raises(StorageTransient, match=r"^503 Slow Down$"):
+        storage.put("k", b"v")
+    assert hopeless.attempts == tried + 1

@@ -13,12 +13,12 @@ import secrets
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
-from spare.errors import Locked, StorageTransient
+from spare.errors import Locked, SourceUnavailable, StorageTransient, StorageUnreachable
 from spare.plugins import Plugins
 from spare.processes import HostIdentity, start_time, this_host
 from spare.repository import locking
@@ -76,7 +76,7 @@ def open_repo(tmp_path: Path) -> Iterator[Callable[..., Repository]]:
     opened: list[Repository] = []
 
     def open_repo(wrap: Wrap = lambda storage: storage) -> Repository:
-        storage = RetryingStorage(wrap(StorageWrapper(memory)), first_delay=0)
+        storage = RetryingStorage(wrap(StorageWrapper(memory)), 0.2, first_wait=0.01)
         repo = open_repository(
             lambda: storage, "password", plugins, tmp_path, location="memory-test", create=True
         )
@@ -357,3 +357,27 @@ def test_a_refused_run_says_how_old_the_lock_is() -> None:
         in message
     )
     assert "\n" not in message
+
+
+class RefusedRelease(StorageWrapper):
+    """The endpoint is gone by the time the lock is to be deleted."""
+
+    def delete(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        if "lock" in keys:
+            raise StorageUnreachable("cannot reach the endpoint")
+        self.inner.delete(keys)
+
+
+def test_a_failed_release_never_hides_why_the_run_failed(
+    open_repo: Callable[..., Repository], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run's own error is the one reported; the lock left behind is a warning (the next
+    run on this host clears it as stale)."""
+    repo = open_repo(RefusedRelease)
+    with pytest.raises(SourceUnavailable, match="the path is gone"), locked(repo, "create"):
+        raise SourceUnavailable("the path is gone")
+    assert "warning: could not release the bucket lock (cannot reach the endpoint" in (
+        capsys.readouterr().err
+    )
+    assert holder(repo) is not None
