@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 from support.buckets import Backend, FileBackend, S3Backend, S3Server, new_bucket_name
+from support.faultproxy import FaultProxy
 from support.harness import SpareRunner
+
+from spare.testing.trees import write_file
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -68,3 +71,30 @@ def run_spare(tmp_path: Path) -> SpareRunner:
     cache = tmp_path / "cache" / "spare"
     cache.parent.mkdir(parents=True, exist_ok=True)
     return SpareRunner(cache)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    """The smallest tree worth backing up: one file (modules that need more define their own)."""
+    tree = tmp_path / "source"
+    write_file(tree / "a.txt", b"a\n", 0o644)
+    return tree
+
+
+@pytest.fixture
+def plain_http(s3_server: S3Server) -> S3Server:
+    """The S3 server, if it speaks plain HTTP (what the fault proxy can stand in front of)."""
+    if not s3_server.url.startswith("http://"):
+        pytest.skip("the fault proxy speaks plain HTTP only")
+    return s3_server
+
+
+@pytest.fixture
+def proxy(plain_http: S3Server) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the S3 server."""
+    # Stalls shorter than spare's read timeout (120 s, no knob): they slow a run, nothing more.
+    proxy = FaultProxy(plain_http.url, stall_seconds=1.0).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

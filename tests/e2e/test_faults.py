@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.buckets import Backend, S3Server, stray_keys
+from support.buckets import Backend, stray_keys
 from support.faultproxy import FaultProxy, lock_put, pack_put, ranged_pack_get
 from support.harness import (
     EXIT_OK,
@@ -36,18 +35,6 @@ from spare.testing.trees import MiB, assert_trees_equal, snapshot_tree, write_fi
 FAULT_RUNS = int(os.environ.get("SPARE_FAULT_RUNS", "1"))
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture
-def proxy(s3_server: S3Server) -> Iterator[FaultProxy]:
-    if not s3_server.url.startswith("http://"):
-        pytest.skip("the fault proxy speaks plain HTTP only")
-    # Stalls shorter than spare's read timeout (120 s, no knob): they slow a run, nothing more.
-    proxy = FaultProxy(s3_server.url, stall_seconds=1.0).start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
 
 
 @pytest.fixture

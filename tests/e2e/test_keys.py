@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import stat
-import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
@@ -29,9 +24,10 @@ from support.harness import (
     SpareRunner,
     assert_error,
     assert_ok,
-    clean_env,
     describe,
 )
+from support.jsonout import summary
+from support.terminal import run_on_terminal
 
 from spare.testing.trees import snapshot_tree, write_file
 
@@ -88,8 +84,11 @@ def test_passwd_rewraps_the_key_only(
 
     # Again, from the variable a unit file would set; this host still opens it at once.
     third = _secret_file(tmp_path / "third", password + "-third")
-    changed = run_spare("passwd", env={**new_env, "SPARE_NEW_PASSWORD_FILE": str(third)})
+    changed = run_spare("passwd", "--json", env={**new_env, "SPARE_NEW_PASSWORD_FILE": str(third)})
     assert_ok(changed)
+    assert (
+        summary(changed.stdout)["repository"] == json.loads(file_backend.objects()["config"])["id"]
+    )
     assert json.loads(file_backend.objects()["config"])["generation"] == 2
     assert_ok(run_spare("verify", "--password-file", third, env=new_env))
     assert_error(run_spare("verify", env=new_env), EXIT_WRONG_PASSWORD)
@@ -143,42 +142,6 @@ def test_passwd_killed_between_its_two_writes(
     assert_ok(run_spare("verify", env=new_env))
 
 
-def _run_on_terminal(
-    runner: SpareRunner, args: list[str], env: dict[str, str], answers: list[tuple[bytes, str]]
-) -> tuple[int, str]:
-    """Run spare with a pseudo-terminal as its controlling terminal, typing each answer once its
-    prompt is shown and the terminal no longer echoes (what a person sees and does). Returns the
-    exit code and everything shown on the terminal."""
-    pid, master = pty.fork()
-    if pid == 0:  # the child: exec spare at once
-        argv = [sys.executable, "-m", "spare", *args]
-        os.execve(sys.executable, argv, clean_env(env, runner.cache_dir))
-    shown = b""
-    seen = 0  # where the next prompt is looked for
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            asked = answers and answers[0][0] in shown[seen:]
-            if asked and not termios.tcgetattr(master)[3] & termios.ECHO:
-                prompt, answer = answers.pop(0)
-                seen = shown.index(prompt, seen) + len(prompt)
-                os.write(master, answer.encode() + b"\n")
-            ready, _, _ = select.select([master], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            shown += chunk
-    finally:
-        os.close(master)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
-
-
 def test_passwd_asks_twice_on_a_terminal(
     file_backend: Backend, password: str, run_spare: SpareRunner, tmp_path: Path
 ) -> None:
@@ -187,7 +150,7 @@ def test_passwd_asks_twice_on_a_terminal(
     assert_ok(run_spare("create", "--path", source, env=env))
     new_password = password + "-typed"
     answers = [(b"New password:", new_password), (b"Repeat for confirmation:", new_password)]
-    code, shown = _run_on_terminal(run_spare, ["passwd"], env, answers)
+    code, shown = run_on_terminal(run_spare, ["passwd"], env, answers)
     assert code == 0, shown
     assert "New password:" in shown and "Repeat for confirmation:" in shown, shown
     assert new_password not in shown  # never echoed
@@ -203,7 +166,9 @@ def test_key_export_restores_a_bucket_without_config(
     assert_ok(run_spare("create", "--path", source, env=env))
     key_file = tmp_path / "escrow" / "spare.key"
     key_file.parent.mkdir()
-    assert_ok(run_spare("key", "export", key_file, env=env))
+    exporting = run_spare("key", "export", key_file, "--json", env=env)
+    assert_ok(exporting)
+    assert summary(exporting.stdout)["key_file"] == str(key_file)
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600, oct(key_file.stat().st_mode)
     exported = key_file.read_bytes()
     assert exported == file_backend.objects()["config"]  # the key still wrapped, nothing more

@@ -31,13 +31,6 @@ pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture
-def source(tmp_path: Path) -> Path:
-    tree = tmp_path / "source"
-    write_file(tree / "a.txt", b"a\n", 0o644)
-    return tree
-
-
-@pytest.fixture
 def backed_up(env: dict[str, str], run_spare: SpareRunner, source: Path) -> Path:
     assert_ok(run_spare("create", "--path", source, env=env))
     return source

@@ -56,13 +56,6 @@ def big_tree(root: Path) -> None:
 
 
 @pytest.fixture
-def source(tmp_path: Path) -> Path:
-    tree = tmp_path / "source"
-    write_file(tree / "a.txt", b"a\n", 0o644)
-    return tree
-
-
-@pytest.fixture
 def quirks(tmp_path: Path) -> Path:
     """A site directory holding the ``spare-quirks`` plugin (see ``support/plugin.py``)."""
     site = tmp_path / "quirks-site"

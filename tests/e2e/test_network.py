@@ -35,29 +35,6 @@ from spare.testing.trees import write_file
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture
-def source(tmp_path: Path) -> Path:
-    tree = tmp_path / "source"
-    write_file(tree / "a.txt", b"a\n", 0o644)
-    return tree
-
-
-@pytest.fixture
-def plain_http(s3_server: S3Server) -> S3Server:
-    if not s3_server.url.startswith("http://"):
-        pytest.skip("the fault proxy speaks plain HTTP only")
-    return s3_server
-
-
-@pytest.fixture
-def proxy(plain_http: S3Server) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(plain_http.url).start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
-
-
 def s3_env(backend: Backend, password: str, endpoint: str) -> dict[str, str]:
     return {**backend.env, "SPARE_ENDPOINT": endpoint, "SPARE_PASSWORD": password}
 

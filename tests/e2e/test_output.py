@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import itertools
 import os
-import pty
 import re
-import select
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from support.buckets import Backend
 from support.harness import SpareRunner, assert_error, assert_ok, clean_env
 from support.jsonout import json_lines, summary
+from support.terminal import run_on_terminal
 
 from spare.testing.trees import write_file
 
@@ -157,38 +155,6 @@ def test_library_chatter_stays_out(
     assert all(line.split(" ", 1)[1].startswith("spare: ") for line in result.stderr.splitlines())
 
 
-def run_on_a_terminal(
-    run_spare: SpareRunner, args: list[str], env: dict[str, str], timeout: float = 120
-) -> tuple[int, str]:
-    """Run spare with standard error (and output) on a pseudo-terminal; its exit code and all
-    it wrote there."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        run_spare.command(args),
-        env=clean_env(env, run_spare.cache_dir),
-        stdin=subprocess.DEVNULL,
-        stdout=follower,
-        stderr=follower,
-    )
-    os.close(follower)
-    output = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 0.5)
-        if ready:
-            try:
-                data = os.read(leader, 65536)
-            except OSError:  # EIO: every writer closed the terminal
-                break
-            if not data:
-                break
-            output += data
-        elif proc.poll() is not None:
-            break
-    os.close(leader)
-    return proc.wait(timeout=10), output.decode("utf-8", "replace")
-
-
 def test_progress_line_and_summary_on_a_terminal(
     file_backend: Backend, password: str, run_spare: SpareRunner, tmp_path: Path
 ) -> None:
@@ -197,7 +163,7 @@ def test_progress_line_and_summary_on_a_terminal(
     env = {**file_backend.env, "SPARE_PASSWORD": password}
     source = tmp_path / "source"
     make_tree(source)
-    code, first = run_on_a_terminal(
+    code, first = run_on_terminal(
         run_spare, ["create", "--path", str(source), "--limit-upload", "400"], env
     )
     assert code == 0, first
@@ -207,7 +173,7 @@ def test_progress_line_and_summary_on_a_terminal(
     assert "backed up 5 files, 976.6 KiB (5 new or changed files" in first, first
 
     (source / "f0.bin").write_bytes(os.urandom(200_000))
-    code, second = run_on_a_terminal(
+    code, second = run_on_terminal(
         run_spare, ["create", "--path", str(source), "--limit-upload", "200"], env
     )
     assert code == 0, second
@@ -223,12 +189,12 @@ def test_progress_line_and_summary_on_a_terminal(
     assert verified_json["packs"] == verified_json["packs_checked"] >= 2
     assert verified_json["files"] == 5 and verified_json["exit_code"] == 0
 
-    code, restored = run_on_a_terminal(
+    code, restored = run_on_terminal(
         run_spare, ["restore", "--path", str(tmp_path / "restored")], env
     )
     assert code == 0, restored
     assert "restored 5 files, 976.6 KiB" in restored, restored
-    code, verified = run_on_a_terminal(run_spare, ["verify"], env)
+    code, verified = run_on_terminal(run_spare, ["verify"], env)
     assert code == 0, verified
     assert "the backup is intact" in verified, verified
 

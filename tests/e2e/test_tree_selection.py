@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from support.buckets import Backend
-from support.harness import SpareRunner, assert_ok, describe
+from support.harness import SpareRunner, assert_error, assert_ok, describe
 
 from spare.testing.trees import snapshot_tree, write_file
 
@@ -118,3 +118,34 @@ def test_a_cache_directory_as_the_path_is_said(
     assert f"{source} is a cache directory" in dry.stderr, describe(dry)
     assert "--no-cachedir-tag" in dry.stderr
     assert "would store 1 new and 0 changed files" in dry.stderr, describe(dry)
+
+
+def test_skip_from_reads_patterns_from_files(
+    file_backend: Backend, password: str, run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """``--skip-from FILE`` (repeatable, or SPARE_SKIP_FROM): one pattern a line, blank lines
+    and ``#`` comments ignored, added to ``--skip``; a file that cannot be read is exit 2."""
+    env = {**file_backend.env, "SPARE_PASSWORD": password}
+    source = tmp_path / "source"
+    for name in ("keep.txt", "cache/big.bin", "logs/a.log", "tmp/x", "notes.log"):
+        write_file(source / name, b"x\n", 0o644)
+    patterns = tmp_path / "skips"
+    patterns.write_text("# caches and logs\n./cache/\n\n  *.log  \n")
+    more = tmp_path / "more-skips"
+    more.write_text("tmp\n")
+    created = run_spare(
+        "create", "--path", source, "--skip-from", patterns, "--skip", "nothing", env=env
+    )
+    assert_ok(created)
+    listed = run_spare("ls", env=env).stdout
+    assert "keep.txt" in listed and "tmp/x" in listed
+    assert not {"cache", "a.log", "notes.log"} & {
+        line.rsplit("/", 1)[-1] for line in listed.splitlines()
+    }
+
+    assert_ok(run_spare("create", "--path", source, env={**env, "SPARE_SKIP_FROM": str(more)}))
+    listed = run_spare("ls", env=env).stdout
+    assert "tmp/x" not in listed and "a.log" in listed
+
+    missing = run_spare("create", "--path", source, "--skip-from", tmp_path / "none", env=env)
+    assert "cannot read the --skip-from file" in assert_error(missing, 2)

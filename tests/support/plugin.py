@@ -52,14 +52,19 @@ from spare.hookspecs import hookimpl
 from spare.storage import StorageLocation, StorageWrapper
 from spare_plugins.local_storage import make_local
 
+def _set(module, name, value):  # a knob that moved elsewhere must fail, not be ignored
+    if not hasattr(module, name):
+        raise AttributeError(f"{module.__name__} has no {name}: update tests/support/plugin.py")
+    setattr(module, name, value)
+
 refresh = os.environ.get("SPARE_TEST_LOCK_REFRESH")
 if refresh:  # what a long run would do in hours, done in seconds
     import spare.repository.locking
-    spare.repository.locking.REFRESH_INTERVAL = float(refresh)
+    _set(spare.repository.locking, "REFRESH_INTERVAL", float(refresh))
 busy = os.environ.get("SPARE_TEST_CACHE_BUSY")
 if busy:  # a run that waits for another's cache gives up in a second instead of thirty
-    import spare.repository.cache
-    spare.repository.cache.BUSY_TIMEOUT = float(busy)
+    import spare.repository.database
+    _set(spare.repository.database, "BUSY_TIMEOUT", float(busy))
 
 class LostReply(StorageWrapper):
     """Creates the lock, then fails as if the reply had been lost on the way back."""
