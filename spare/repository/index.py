@@ -66,12 +66,14 @@ def sync_index(repo: Repository, cache: Cache | None = None) -> IndexSync:
         log.info("rebuilding the local cache from %d index objects", len(in_bucket))
         cache.clear_index()
         cache.forget_files()
+        overlapping: set[str] = set()
         for name in sorted(in_bucket):
             try:
-                _load_index(repo, cache, name)
+                overlapping |= _load_index(repo, cache, name)
             except RepositoryDamaged as exc:
                 log.info("index object %s cannot be read: %s", name, exc)
                 found.damaged_indexes.append(name)
+        _drop_overlapping(cache, overlapping)
     known = cache.pack_sizes()
     found.lost = sorted(name for name, size in known.items() if packs.get(name) != size)
     if found.lost:
@@ -86,10 +88,31 @@ def sync_index(repo: Repository, cache: Cache | None = None) -> IndexSync:
     return found
 
 
-def _load_index(repo: Repository, cache: Cache, name: str) -> None:
+def _load_index(repo: Repository, cache: Cache, name: str) -> set[str]:
+    """Know what the index object ``name`` lists; returns the index objects loaded before it
+    that name one of its packs too."""
+    earlier = set()
     for pack in _read_index(repo, name):
+        if (other := cache.pack_indexed_in(pack.name)) is not None:
+            earlier.add(other)
         cache.add_pack(pack, indexed_in=name)
     cache.add_index(name)
+    return earlier
+
+
+def _drop_overlapping(cache: Cache, names: set[str]) -> None:
+    """Forget the index objects ``names``, each of which names a pack that a later one names too.
+
+    That is what a create killed between writing a new index object and deleting the one it
+    replaces leaves. The cache keeps one index object per pack, and the prune deletes the index
+    objects that name a dead pack by that: an older one it does not know of would survive,
+    naming packs that are gone. So these are forgotten: the packs only they name become
+    unindexed (the next create writes them into a new index object) and the next prune, which
+    keeps only the index objects the cache knows, deletes them, after that new one is written.
+    """
+    for name in sorted(names):
+        log.info("index object %s names packs that another names too: it is replaced", name)
+        cache.remove_index(name)  # its packs become unindexed
 
 
 def _read_index(repo: Repository, name: str) -> list[PackInfo]:
