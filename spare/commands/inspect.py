@@ -107,7 +107,7 @@ def dump(ctx: Context, path: str, out: BinaryIO) -> int:
     """Write the content of the file ``path`` of the snapshot to ``out``; returns its size."""
     with reading(ctx, "dump") as (repo, snapshot):
         wanted = Patterns([path], snapshot.path)
-        if wanted.host_globs or any(c in pattern for pattern in wanted.patterns for c in b"*?["):
+        if not wanted.literal:
             raise UsageError(f"{path}: dump takes one file's path, not a pattern")
         [relative] = wanted.patterns
         entry = _find(ManifestLines(snapshot.manifest_ids, repo.read_chunk), relative)

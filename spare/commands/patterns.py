@@ -32,6 +32,11 @@ class Patterns:
     def __bool__(self) -> bool:
         return bool(self.patterns or self.host_globs)
 
+    @property
+    def literal(self) -> bool:
+        """Whether every pattern is one path, with no glob in it."""
+        return not self.host_globs and not any(_GLOB & set(p) for p in self.patterns)
+
     def names(self, path: bytes) -> bool:
         """Whether a pattern names ``path`` itself (relative to the root, ``.`` for the root)."""
         if any(path == pattern or fnmatch.fnmatchcase(path, pattern) for pattern in self.patterns):

@@ -90,15 +90,16 @@ class Verifier:
                 self._report(f"pack {name} is missing or changed size")
             packs = sorted(self.cold.pack_names())
             chosen = choose_share(packs, self.share)
+            sizes = self.cold.pack_sizes()  # one query, not a pack's blob records per pack
             progress.total = len(chosen)
-            progress.bytes_total = sum(self.cold.pack_info(pack).size for pack in chosen)
+            progress.bytes_total = sum(sizes[pack] for pack in chosen)
             unchecked = set(packs) - set(chosen)
             for pack in unchecked:
                 self.good.add(chunk.chunk_id for chunk in self.cold.pack_info(pack).blobs)
             with ThreadPoolExecutor(max_workers=READERS) as pool:
                 for found in pool.map(lambda pack: check_pack(self.repo, self.cold, pack), chosen):
                     self._found(found)
-                    progress.add(1, self.cold.pack_info(found.pack).size)
+                    progress.add(1, sizes[found.pack])
             damaged, files = self._check_files(snapshot.manifest_ids)
         finally:
             self.cold.close()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,15 +11,12 @@ from hypothesis import strategies as st
 from support.formats import SETTINGS
 
 from spare.errors import RepositoryDamaged
-from spare.plugins import Plugins
 from spare.repository.cache import Cache
 from spare.repository.chunks import ChunkStore
 from spare.repository.index import decode_index, encode_index, sync_index, write_index
 from spare.repository.objects import BlobRecord
-from spare.repository.opening import open_repository
 from spare.repository.packs import PackInfo
 from spare.repository.repo import Repository
-from spare.storage import StorageLocation
 
 records = st.builds(
     BlobRecord,
@@ -49,20 +44,6 @@ def test_truncated_index_is_damage() -> None:
     body = encode_index([PackInfo("ab" * 32, ("aes-siv",), 10, ())])
     with pytest.raises(RepositoryDamaged):
         list(decode_index(body[:-3]))
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Iterator[Repository]:
-    plugins = Plugins()
-    location = StorageLocation("memory", secrets.token_hex(6), "bucket")
-    storage = plugins.storages.get("memory")(location)
-    repo = open_repository(
-        lambda: storage, "password", plugins, tmp_path, location="memory-test", create=True
-    )
-    try:
-        yield repo
-    finally:
-        repo.close()
 
 
 def test_an_index_object_overlapping_a_later_one_is_replaced(

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from spare.errors import RepositoryDamaged
-from spare.plugins import Plugins
 from spare.repository import objects
 from spare.repository.chunks import SMALL_CHUNK, ChunkStore
 from spare.repository.objects import BlobRecord
-from spare.repository.opening import open_repository
 from spare.repository.repo import GAP, Repository, _ranges
-from spare.storage import Storage, StorageLocation
+from spare.storage import Storage
 
 
 def record(offset: int, length: int) -> BlobRecord:
@@ -35,20 +31,6 @@ def test_ranges_join_blobs_closer_than_the_gap() -> None:
     ]
     assert [group for _, _, group in groups] == [near, far]
     assert list(_ranges([])) == []
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Iterator[Repository]:
-    plugins = Plugins()
-    location = StorageLocation("memory", secrets.token_hex(6), "bucket")
-    storage = plugins.storages.get("memory")(location)
-    repo = open_repository(
-        lambda: storage, "password", plugins, tmp_path, location="memory-test", create=True
-    )
-    try:
-        yield repo
-    finally:
-        repo.close()
 
 
 def store_chunks(repo: Repository, chunks: list[bytes]) -> tuple[str, list[BlobRecord]]:
