@@ -357,9 +357,8 @@ class Cache:
     def clear_index(self) -> None:
         """Forget every pack and index object (damage marks stay: they name copies, wherever
         they are listed)."""
-        self.db.executescript(
-            "DELETE FROM chunk_copies; DELETE FROM packs; DELETE FROM index_objects;"
-        )
+        for table in ("chunk_copies", "packs", "index_objects"):
+            self.db.execute(f"DELETE FROM {table}")
 
     # -- live chunks (what the new snapshot references) --------------------------------------
     def start_live(self) -> None:
@@ -388,18 +387,19 @@ class Cache:
         """Choose the copies that the prune keeps: of each live chunk, as many as it needs, in
         the order of :meth:`locations`. Called again after marking damage or dropping packs."""
         self._write_live()
-        self.db.executescript(
+        # Statement by statement: a script would commit the prune's transaction first.
+        self.db.execute("DROP TABLE IF EXISTS temp.held")
+        self.db.execute(
             f"""
-            DROP TABLE IF EXISTS temp.held;
             CREATE TEMP TABLE held AS SELECT id, pack, offset, length, size, start FROM (
                 SELECT c.id, c.pack, c.offset, c.length, c.size, c.start, l.copies,
                        ROW_NUMBER() OVER (PARTITION BY c.id ORDER BY {_PREFERENCE}) AS copy
                 FROM live l JOIN chunks c ON c.id = l.id JOIN packs p ON p.name = c.pack
                 LEFT JOIN damaged d ON d.id = c.id AND d.pack = c.pack)
-            WHERE copy <= copies;
-            CREATE INDEX temp.held_by_pack ON held(pack, offset);
+            WHERE copy <= copies
             """
         )
+        self.db.execute("CREATE INDEX temp.held_by_pack ON held(pack, offset)")
 
     def pack_usage(self) -> list[tuple[str, int, int]]:
         """(pack, bytes of the copies it holds for the snapshot, all bytes) for every pack,

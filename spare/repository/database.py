@@ -123,6 +123,10 @@ class _Connection(sqlite3.Connection):
             return super().executemany(sql, parameters)
 
     def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        # sqlite3 commits the open transaction before a script: a crash after it would keep
+        # half of what the transaction was to make whole (a pack known that was never stored).
+        if self.in_transaction:
+            raise RuntimeError("a script would commit the open transaction: use execute")
         with _translated(self.path):
             return super().executescript(sql_script)
 

@@ -30,9 +30,10 @@ from typing import Any
 
 import pytest
 from support.buckets import Backend, FileBackend
-from support.harness import SpareRunner, assert_ok, describe, finish
+from support.harness import SpareResult, SpareRunner, assert_ok, describe, finish
+from support.plugin import through
 
-from spare.testing.trees import MiB, compare_scans, snapshot_tree
+from spare.testing.trees import MiB, compare_scans, snapshot_tree, write_file
 
 KILLS = int(os.environ.get("SPARE_KILLS", "10"))
 SEED = int(os.environ.get("SPARE_KILL_SEED", "1126"))
@@ -188,3 +189,70 @@ def test_killed_creates_lose_nothing(
     restored = tmp_path / "restored-last"
     assert_ok(run_spare("restore", "--path", restored, env=env))
     assert not differences(snapshot_tree(source), snapshot_tree(restored)), "; ".join(history)
+
+
+def test_a_create_killed_before_each_write_of_its_commit_and_prune(
+    quirks: Path, password: str, run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """Not at random instants but before each write, from the snapshot on, of one create whose
+    prune repacks a pack (the writes are counted by the test plugin's ``killat://`` storage):
+    each kill leaves a bucket that verify passes and that restores the old tree if the snapshot
+    was not written yet, the new one if it was; the next create completes."""
+    store = FileBackend(tmp_path / "store", "bucket")
+    base = through("killat", store, password, quirks)
+    source = tmp_path / "source"
+    big = [source / f"big-{index}.bin" for index in range(4)]
+    for path in big:
+        write_file(path, random.Random(path.name).randbytes(300 << 10), 0o644)
+    for index in range(10):
+        write_file(source / "small" / f"{index}.txt", b"small %d\n" % index, 0o644)
+    template_cache = tmp_path / "cache-template"
+    assert_ok(
+        run_spare(
+            "create",
+            "--path",
+            source,
+            *PACK_SIZE,
+            env={**base, "SPARE_CACHE_DIR": str(template_cache)},
+        )
+    )
+    template = tmp_path / "store-template"
+    shutil.copytree(store.path, template)
+    old = snapshot_tree(source)
+    for path in big[:3]:  # the pack that held them keeps a quarter of its bytes: it is repacked
+        path.unlink()
+    write_file(source / "small" / "new.txt", b"new\n", 0o644)
+    new = snapshot_tree(source)
+
+    def run_killed(at: int, writes: Path | None = None) -> tuple[dict[str, str], SpareResult]:
+        """A create on a fresh copy of the template, killed before its write number ``at``;
+        the environment of the runs after it."""
+        shutil.rmtree(store.path)
+        shutil.copytree(template, store.path)
+        cache = tmp_path / f"cache-{at}"
+        shutil.copytree(template_cache, cache)
+        env = {**base, "SPARE_CACHE_DIR": str(cache)}
+        knobs = {"SPARE_TEST_KILL_AT": str(at)}
+        if writes is not None:
+            knobs["SPARE_TEST_WRITES"] = str(writes)
+        return env, run_spare("create", "--path", source, *PACK_SIZE, env={**env, **knobs})
+
+    log = tmp_path / "writes"
+    assert_ok(run_killed(0, log)[1])
+    writes = log.read_text().splitlines()
+    committed = next(i for i, write in enumerate(writes, 1) if write.startswith("put snapshots/"))
+    assert any(write.startswith("put packs/") for write in writes[committed:]), (
+        f"the prune repacked nothing: {writes}"
+    )
+
+    for at in range(committed, len(writes) + 1):
+        env, result = run_killed(at)
+        where = f"killed before write {at} of {writes}"
+        assert result.returncode == -signal.SIGKILL, f"{where}\n{describe(result)}"
+        assert_ok_but_for_a_cleared_lock(run_spare("verify", env=env), where)
+        restored = tmp_path / f"restored-{at}"
+        assert_ok(run_spare("restore", "--path", restored, env=env))
+        assert not differences(old if at == committed else new, snapshot_tree(restored)), where
+        assert_ok_but_for_a_cleared_lock(
+            run_spare("create", "--path", source, *PACK_SIZE, env=env), where
+        )

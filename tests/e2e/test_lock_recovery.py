@@ -21,14 +21,13 @@ from support.buckets import PACKS, SNAPSHOTS, Backend, FileBackend, new_bucket_n
 from support.crafted import crafted_lock, read_lock
 from support.harness import (
     EXIT_LOCKED,
-    REPO_ROOT,
     SpareRunner,
     assert_error,
     assert_ok,
     finish,
     wait_until,
 )
-from support.plugin import install_storage_quirks
+from support.plugin import through
 
 from spare.testing.trees import MiB, assert_trees_equal, snapshot_tree, write_file
 
@@ -56,30 +55,11 @@ def big_tree(root: Path) -> None:
 
 
 @pytest.fixture
-def quirks(tmp_path: Path) -> Path:
-    """A site directory holding the ``spare-quirks`` plugin (see ``support/plugin.py``)."""
-    site = tmp_path / "quirks-site"
-    site.mkdir()
-    install_storage_quirks(site)
-    return site
-
-
-@pytest.fixture
 def local(tmp_path: Path) -> Iterator[FileBackend]:
     """A file:// bucket that the quirky storages below reach as well."""
     store = FileBackend(tmp_path / "store", new_bucket_name())
     yield store
     store.cleanup()
-
-
-def through(scheme: str, store: FileBackend, password: str, site: Path) -> dict[str, str]:
-    """The environment of a run on ``store`` through the quirky storage ``scheme``."""
-    return {
-        **store.env,
-        "SPARE_ENDPOINT": f"{scheme}://{store.root}",
-        "SPARE_PASSWORD": password,
-        "PYTHONPATH": os.pathsep.join([str(site), str(REPO_ROOT)]),
-    }
 
 
 def test_a_lock_set_by_hand_is_never_cleared(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
+
+from support.buckets import FileBackend
+from support.harness import REPO_ROOT
 
 PLUGIN = '''
 import dataclasses, json, os
@@ -46,7 +50,7 @@ def install_fake_distribution(site: Path) -> None:
 
 
 QUIRKS = '''
-import os
+import os, signal, threading
 from spare.errors import StorageTransient
 from spare.hookspecs import hookimpl
 from spare.storage import StorageLocation, StorageWrapper
@@ -78,6 +82,38 @@ class NoCondition(StorageWrapper):
     def create(self, key, data):
         self.inner.put(key, data)
 
+class KillAt(StorageWrapper):
+    """SIGKILLs the process right before its Nth write (SPARE_TEST_KILL_AT; none if unset), and
+    appends each write (its kind and keys) to the file SPARE_TEST_WRITES, if set."""
+    count = 0
+    counting = threading.Lock()  # packs are uploaded from a thread of their own
+
+    def _writing(self, kind, keys):
+        with KillAt.counting:
+            KillAt.count += 1
+            if os.environ.get("SPARE_TEST_WRITES"):
+                with open(os.environ["SPARE_TEST_WRITES"], "a") as log:
+                    log.write(f"{kind} {' '.join(keys)}\\n")
+            if KillAt.count == int(os.environ.get("SPARE_TEST_KILL_AT", "0")):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    def put(self, key, data):
+        self._writing("put", [key])
+        self.inner.put(key, data)
+
+    def put_file(self, key, path):
+        self._writing("put", [key])
+        self.inner.put_file(key, path)
+
+    def create(self, key, data):
+        self._writing("create", [key])
+        self.inner.create(key, data)
+
+    def delete(self, keys):
+        keys = sorted(keys)
+        self._writing("delete", keys)
+        self.inner.delete(keys)
+
 def local(location):
     return make_local(StorageLocation("file", location.url, location.bucket))
 
@@ -85,6 +121,7 @@ def local(location):
 def spare_register_storages(registry):
     registry.add_storage("lostreply", lambda location: LostReply(local(location)))
     registry.add_storage("nocond", lambda location: NoCondition(local(location)))
+    registry.add_storage("killat", lambda location: KillAt(local(location)))
 '''
 
 
@@ -93,7 +130,9 @@ def install_storage_quirks(site: Path) -> None:
 
     ``lostreply:///dir`` creates the lock and then reports a transient failure, as when the reply
     to a conditional PUT is lost; ``nocond:///dir`` overwrites on create, as a server that ignores
-    ``If-None-Match``. ``SPARE_TEST_LOCK_REFRESH`` shortens the lock's refresh interval,
+    ``If-None-Match``; ``killat:///dir`` kills the process before its write number
+    ``SPARE_TEST_KILL_AT``, and logs each write to the file ``SPARE_TEST_WRITES``.
+    ``SPARE_TEST_LOCK_REFRESH`` shortens the lock's refresh interval,
     ``SPARE_TEST_CACHE_BUSY`` how long a run waits for another's write to the local cache.
     """
     (site / "spare_quirks.py").write_text(textwrap.dedent(QUIRKS))
@@ -101,3 +140,14 @@ def install_storage_quirks(site: Path) -> None:
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: spare-quirks\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text("[spare]\nquirks = spare_quirks\n")
+
+
+def through(scheme: str, store: FileBackend, password: str, site: Path) -> dict[str, str]:
+    """The environment of a run on ``store`` through the quirky storage ``scheme`` of the
+    ``spare-quirks`` plugin installed in ``site``."""
+    return {
+        **store.env,
+        "SPARE_ENDPOINT": f"{scheme}://{store.root}",
+        "SPARE_PASSWORD": password,
+        "PYTHONPATH": os.pathsep.join([str(site), str(REPO_ROOT)]),
+    }

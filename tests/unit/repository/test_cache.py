@@ -95,6 +95,31 @@ def test_live_chunks_give_each_packs_usage(cache: Cache) -> None:
     assert cache.live_blobs(PACK_B) == []
 
 
+def test_a_transaction_ends_only_at_its_commit(tmp_path: Path) -> None:
+    """What a prune or an index rebuild changes in the cache is kept whole or not at all: a
+    process killed before its commit (the connection closed without one) leaves the cache as it
+    was, whatever steps ran in between. sqlite3 commits before any script, so none may run in a
+    transaction: a prune's repacked pack was known, after a kill, though it was never stored."""
+    path = tmp_path / "cache.sqlite"
+    cache = Cache(path)
+    cache.add_pack(pack(PACK_A, (1, 10, 100, 400)), indexed_in="i1")
+    cache.add_index("i1")
+    cache.begin()
+    cache.start_live()
+    cache.add_live([chunk_id(1)])
+    cache.hold_live()
+    cache.add_pack(pack(PACK_B, (2, 10, 100, 400)), indexed_in=None)  # a repack's new pack
+    cache.clear_index()
+    cache.db.close()  # killed: no commit
+
+    reopened = Cache(path)
+    assert reopened.pack_names() == {PACK_A} and reopened.index_names() == {"i1"}
+    reopened.begin()
+    with pytest.raises(RuntimeError, match="script would commit"):
+        reopened.db.executescript("SELECT 1;")
+    reopened.close()
+
+
 PACK_C = "cc" * 32
 
 
