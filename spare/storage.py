@@ -180,15 +180,16 @@ class RetryingStorage(StorageWrapper):
         inner: Storage,
         retry_for: float = 600.0,
         *,
-        first_wait: float = FIRST_WAIT,
-        max_wait: float = MAX_WAIT,
+        first_wait: float | None = None,
+        max_wait: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__(inner)
         self.retry_for = retry_for
-        self.first_wait = first_wait
-        self.max_wait = max_wait
+        # The module's values are read here, not bound at import: the test plugin shortens them.
+        self.first_wait = FIRST_WAIT if first_wait is None else first_wait
+        self.max_wait = MAX_WAIT if max_wait is None else max_wait
         self._clock = clock
         self._sleep = sleep
         self._gave_up = False

@@ -1,4 +1,4 @@
-"""Fixtures of the whole suite: the S3 server, and a third-party plugin installed as pip does.
+"""Fixtures of the whole suite: the S3 server, and plugins installed as pip does.
 
 The S3 server is moto's standalone server in a child process on a free loopback port, so spare
 talks real HTTP to it, as it will to Ceph RGW or AWS. Set SPARE_TEST_S3_URL (with
@@ -10,12 +10,12 @@ spare) are in ``e2e/conftest.py``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from support.buckets import MotoProcess, S3Server
-from support.plugin import install_fake_distribution
+from support.plugin import install_fake_distribution, install_storage_quirks
 from support.sshd import SSHD, SshServer, start_sshd
 
 
@@ -50,10 +50,20 @@ def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
         server.stop()
 
 
+def plugin_site(tmp_path: Path, name: str, install: Callable[[Path], None]) -> Path:
+    site = tmp_path / name
+    site.mkdir()
+    install(site)
+    return site
+
+
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     """A directory holding a third-party plugin as pip installs it (see ``support/plugin.py``)."""
-    site = tmp_path / "site"
-    site.mkdir()
-    install_fake_distribution(site)
-    return site
+    return plugin_site(tmp_path, "site", install_fake_distribution)
+
+
+@pytest.fixture
+def quirks(tmp_path: Path) -> Path:
+    """A site directory holding the ``spare-quirks`` plugin (see ``support/plugin.py``)."""
+    return plugin_site(tmp_path, "quirks-site", install_storage_quirks)

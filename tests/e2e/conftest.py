@@ -14,7 +14,6 @@ import pytest
 from support.buckets import Backend, FileBackend, S3Backend, S3Server, new_bucket_name
 from support.faultproxy import FaultProxy
 from support.harness import SpareRunner
-from support.plugin import install_storage_quirks
 
 from spare.testing.trees import write_file
 
@@ -99,12 +98,3 @@ def proxy(plain_http: S3Server) -> Iterator[FaultProxy]:
         yield proxy
     finally:
         proxy.stop()
-
-
-@pytest.fixture
-def quirks(tmp_path: Path) -> Path:
-    """A site directory holding the ``spare-quirks`` plugin (see ``support/plugin.py``)."""
-    site = tmp_path / "quirks-site"
-    site.mkdir()
-    install_storage_quirks(site)
-    return site

@@ -23,6 +23,7 @@ from support.faultproxy import FaultProxy, lock_put, pack_put, ranged_pack_get
 from support.harness import (
     EXIT_OK,
     EXIT_UNREACHABLE,
+    REPO_ROOT,
     SpareResult,
     SpareRunner,
     assert_ok,
@@ -195,11 +196,18 @@ def test_random_faults_never_lose_data(
     run_clean: SpareRunner,
     source: Path,
     tmp_path: Path,
+    quirks: Path,
 ) -> None:
     proxy.at_random(rate, seed)
     # Retried for 3 s only: at the higher rates a run then also fails for good, and the path
-    # of a failed run (no lock left, the next run completes) is tested as well.
-    faulty = {**faulty, "SPARE_RETRY_FOR": "3"}
+    # of a failed run (no lock left, the next run completes) is tested as well. The first wait
+    # is a tenth of a second (the test plugin's knob): the waits are not what is tested here.
+    faulty = {
+        **faulty,
+        "SPARE_RETRY_FOR": "3",
+        "SPARE_TEST_FIRST_WAIT": "0.1",
+        "PYTHONPATH": os.pathsep.join([str(quirks), str(REPO_ROOT)]),
+    }
     if completed(create(run_spare, source, faulty)):
         # What it committed is whole: checked before another run could repair anything.
         assert_backup_whole(s3_backend, clean, run_clean, source)

@@ -65,6 +65,10 @@ refresh = os.environ.get("SPARE_TEST_LOCK_REFRESH")
 if refresh:  # what a long run would do in hours, done in seconds
     import spare.repository.locking
     _set(spare.repository.locking, "REFRESH_INTERVAL", float(refresh))
+first_wait = os.environ.get("SPARE_TEST_FIRST_WAIT")
+if first_wait:  # retries of a fault test come within a second, as a real outage's would not
+    import spare.storage
+    _set(spare.storage, "FIRST_WAIT", float(first_wait))
 busy = os.environ.get("SPARE_TEST_CACHE_BUSY")
 if busy:  # a run that waits for another's cache gives up in a second instead of thirty
     import spare.repository.database
@@ -133,7 +137,8 @@ def install_storage_quirks(site: Path) -> None:
     ``If-None-Match``; ``killat:///dir`` kills the process before its write number
     ``SPARE_TEST_KILL_AT``, and logs each write to the file ``SPARE_TEST_WRITES``.
     ``SPARE_TEST_LOCK_REFRESH`` shortens the lock's refresh interval,
-    ``SPARE_TEST_CACHE_BUSY`` how long a run waits for another's write to the local cache.
+    ``SPARE_TEST_CACHE_BUSY`` how long a run waits for another's write to the local cache,
+    ``SPARE_TEST_FIRST_WAIT`` the first wait before a failed request is sent again.
     """
     (site / "spare_quirks.py").write_text(textwrap.dedent(QUIRKS))
     info = site / "spare_quirks-1.0.dist-info"
