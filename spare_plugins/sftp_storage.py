@@ -30,6 +30,8 @@ from spare.errors import (
     BadEndpoint,
     MissingPlugin,
     ObjectExists,
+    StorageError,
+    StorageTransient,
     StorageUnreachable,
     UsageError,
 )
@@ -49,17 +51,44 @@ KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
 
 class SftpStorage(FsspecStorage):
     """One bucket as a directory on an SFTP server; every call goes through one SSH channel,
-    one at a time."""
+    one at a time.
 
-    def __init__(self, fs: Any, endpoint: str, root: str) -> None:
-        super().__init__(fs, root, atomic_create=True, make_root=self._make_bucket)
+    The connection is made by the first call, and made anew by the first call after it broke
+    (the server restarted, a NAT forgot it): the core's retry wrapper tries a call that failed
+    either way again, as it does a failed request to S3.
+    """
+
+    _fs: Any = None
+
+    def __init__(self, connect: Callable[[], Any], endpoint: str, root: str) -> None:
+        super().__init__(None, root, atomic_create=True, make_root=self._make_bucket)
+        self._connect = connect
         self.endpoint = endpoint
         self._channel = threading.RLock()
         self._directories: set[str] = set()
 
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            self._fs = self._connect()
+        return self._fs
+
+    @fs.setter
+    def fs(self, value: Any) -> None:
+        self._fs = value
+
     def _call(self, what: str, call: Callable[[], T]) -> T:
         with self._channel:
             return super()._call(what, call)
+
+    def _translate(self, exc: BaseException, what: str) -> StorageError:
+        fs = self._fs
+        if fs is None or _connected(fs):
+            return super()._translate(exc, what)
+        self._fs = None  # the next call connects again
+        with contextlib.suppress(Exception):
+            fs.client.close()
+        return StorageTransient(f"{what}: the SSH connection broke ({exc or type(exc).__name__})")
 
     def _make_bucket(self) -> None:
         if not self.fs.isdir(self.endpoint):
@@ -118,7 +147,8 @@ class SftpStorage(FsspecStorage):
 
     def close(self) -> None:
         with self._channel, contextlib.suppress(Exception):
-            self.fs.client.close()
+            if self._fs is not None:
+                self._fs.client.close()
 
 
 def make_sftp(location: StorageLocation) -> Storage:
@@ -136,33 +166,41 @@ def make_sftp(location: StorageLocation) -> Storage:
         raise UsageError(f"bad endpoint {url!r}: give sftp://user@host[:port]/directory")
     user = options.get("username") or getpass.getuser()
     where = f"{user}@{host}:{options.get('port') or 22}"
-    try:
-        fs = SFTPFileSystem(
-            host,
-            port=int(options.get("port") or 22),
-            username=user,
-            password=options.get("password"),
-            host_key_policy=_known_hosts_only(),
-            timeout=CONNECT_TIMEOUT,
-            banner_timeout=CONNECT_TIMEOUT,
-            auth_timeout=CONNECT_TIMEOUT,
-            skip_instance_cache=True,
-        )
-    except BadHostKeyException as exc:
-        raise BadEndpoint(
-            f"the SSH host key of {where} is not the one known_hosts holds: the server was "
-            "replaced, or someone is in between; check it before you trust it"
-        ) from exc
-    except AuthenticationException as exc:
-        raise AccessDenied(
-            f"the SSH server {where} refused the keys of ~/.ssh and the ssh-agent ({exc}): add "
-            "this host's public key to the server's authorized_keys"
-        ) from exc
-    except _UnknownHost as exc:
-        raise BadEndpoint(str(exc)) from exc
-    except (OSError, SSHException, EOFError) as exc:
-        raise StorageUnreachable(f"cannot reach the SSH server {where} ({exc})") from exc
-    return SftpStorage(fs, endpoint, f"{endpoint}/{location.bucket}")
+
+    def connect() -> Any:
+        try:
+            return SFTPFileSystem(
+                host,
+                port=int(options.get("port") or 22),
+                username=user,
+                password=options.get("password"),
+                host_key_policy=_known_hosts_only(),
+                timeout=CONNECT_TIMEOUT,
+                banner_timeout=CONNECT_TIMEOUT,
+                auth_timeout=CONNECT_TIMEOUT,
+                skip_instance_cache=True,
+            )
+        except BadHostKeyException as exc:
+            raise BadEndpoint(
+                f"the SSH host key of {where} is not the one known_hosts holds: the server was "
+                "replaced, or someone is in between; check it before you trust it"
+            ) from exc
+        except AuthenticationException as exc:
+            raise AccessDenied(
+                f"the SSH server {where} refused the keys of ~/.ssh and the ssh-agent ({exc}): "
+                "add this host's public key to the server's authorized_keys"
+            ) from exc
+        except _UnknownHost as exc:
+            raise BadEndpoint(str(exc)) from exc
+        except (OSError, SSHException, EOFError) as exc:
+            raise StorageUnreachable(f"cannot reach the SSH server {where} ({exc})") from exc
+
+    return SftpStorage(connect, endpoint, f"{endpoint}/{location.bucket}")
+
+
+def _connected(fs: Any) -> bool:
+    transport = fs.client.get_transport()
+    return transport is not None and bool(transport.is_active())
 
 
 class _UnknownHost(Exception):

@@ -1,15 +1,19 @@
 """``sftp://user@host:port/directory`` against a real OpenSSH server on loopback: a backup
 round trip, the lock taken atomically, and the refusals of an unknown host key, of a key the
-server does not accept and of a missing directory."""
+server does not accept and of a missing directory; a server down when the run starts, and a
+connection that breaks during it, through a TCP relay."""
 
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.harness import SpareRunner, assert_error, assert_ok
+from support.harness import SpareRunner, assert_error, assert_ok, finish, wait_until
 from support.sshd import SshServer, keygen
+from support.tcprelay import TcpRelay
 
 from spare.testing.trees import snapshot_tree, write_file
 
@@ -94,3 +98,67 @@ def test_refused_key_and_missing_directory(
     assert "does not exist on the SSH server" in assert_error(
         run_spare("create", "--path", source, env=missing), 10
     )
+
+
+@pytest.fixture
+def relay(ssh_server: SshServer) -> Iterator[TcpRelay]:
+    relay = TcpRelay((ssh_server.host, ssh_server.port))
+    yield relay
+    relay.close()
+
+
+@pytest.fixture
+def relayed_env(
+    sftp_env: dict[str, str], ssh_server: SshServer, relay: TcpRelay, tmp_path: Path
+) -> dict[str, str]:
+    """The environment of a run that reaches the SSH server through ``relay``: the same keys,
+    and the server's host key known under the relay's port."""
+    home = tmp_path / "relayed-home"
+    shutil.copytree(ssh_server.home, home)
+    known = (home / ".ssh" / "known_hosts").read_text()
+    (home / ".ssh" / "known_hosts").write_text(
+        known.replace(f"]:{ssh_server.port} ", f"]:{relay.port} ")
+    )
+    url = ssh_server.url(tmp_path / "remote").replace(f":{ssh_server.port}/", f":{relay.port}/")
+    return {**sftp_env, "HOME": str(home), "SPARE_ENDPOINT": url}
+
+
+def test_a_server_down_when_the_run_starts_is_tried_again(
+    relayed_env: dict[str, str], relay: TcpRelay, run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """The SSH server refuses connections for the first 2 s of the run (down for the night's
+    reboot): the connection is retried as any failed request is, and the run completes."""
+    source = tmp_path / "source"
+    write_file(source / "a.txt", b"a\n", 0o644)
+    relay.listen(after=2)
+    result = run_spare("create", "-v", "--path", source, env=relayed_env)
+    assert_ok(result)
+    assert "cannot reach the SSH server" in result.stderr  # said with -v as it was retried
+    assert_ok(run_spare("verify", env=relayed_env))
+
+
+def test_a_connection_that_breaks_is_made_again(
+    relayed_env: dict[str, str], relay: TcpRelay, run_spare: SpareRunner, tmp_path: Path
+) -> None:
+    """The SSH connection breaks while packs are uploaded (the server restarted, a NAT forgot
+    it): the next call connects again, the failed upload is sent again, and the run completes
+    with a backup that verify passes and that restores whole."""
+    source = tmp_path / "source"
+    for index in range(4):
+        write_file(source / f"part-{index}.bin", os.urandom(1 << 20), 0o644)
+    relay.listen()
+    packs = tmp_path / "remote" / "web1" / "packs"
+    running = run_spare.popen(
+        "create", "--path", source, "--pack-size", "1", "--limit-upload", "1024", env=relayed_env
+    )
+    try:
+        assert wait_until(lambda: any(packs.glob("*/*")) or running.poll() is not None, 60)
+        assert relay.cut() == 1, "the run was not connected when its first pack was stored"
+    finally:
+        result = finish(running)
+    assert_ok(result)
+    assert relay.accepted == 2
+    assert_ok(run_spare("verify", env=relayed_env))
+    target = tmp_path / "restored"
+    assert_ok(run_spare("restore", "--path", target, env=relayed_env))
+    assert snapshot_tree(target) == snapshot_tree(source)
