@@ -177,6 +177,14 @@ class S3Storage(FsspecStorage):
                     if not_s3_reply(exc) is not None:
                         raise  # a web server's 404 page: no bucket says nothing
                     return
+                if "Name" not in page:
+                    # A 200 reply that is no listing (a captive portal's or a proxy's login
+                    # page): botocore parses it as an empty one, which would mean no backup.
+                    raise BadEndpoint(
+                        f"listing {self.root}: {self.endpoint} does not answer as an S3 server "
+                        "(HTTP 200 without a listing, as a captive portal's or a proxy's login "
+                        "page): check --endpoint"
+                    )
                 for item in page.get("Contents", ()):
                     yield ObjectInfo(item["Key"], int(item["Size"]))
                 if not page.get("IsTruncated"):

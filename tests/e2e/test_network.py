@@ -132,17 +132,20 @@ def test_a_host_name_that_does_not_exist_is_not_retried(
 
 
 # -- not an S3 server --------------------------------------------------------------------------
-#: What a web server or a proxy answers to every request: a page that parses as XML, or not.
-NOT_FOUND_PAGES = {
-    "xhtml": b"<html><body><h1>404 Not Found</h1></body></html>",
-    "html": b"<html><body>Not Found<br>nothing here</body></html>",
+#: What a web server or a proxy answers to every request: a page that parses as XML, or not; or
+#: a captive portal's login page, with 200.
+NOT_S3_REPLIES = {
+    "404-xhtml": (404, b"<html><body><h1>404 Not Found</h1></body></html>"),
+    "404-html": (404, b"<html><body>Not Found<br>nothing here</body></html>"),
+    "200-portal": (200, b"<html><body><form>Log in to the guest network</form></body></html>"),
 }
 
 
-@pytest.fixture(params=sorted(NOT_FOUND_PAGES))
+@pytest.fixture(params=sorted(NOT_S3_REPLIES))
 def web_server(request: pytest.FixtureRequest) -> Iterator[str]:
-    """An HTTP server on a free loopback port that answers 404 and an HTML page to everything."""
-    page = NOT_FOUND_PAGES[request.param]
+    """An HTTP server on a free loopback port that answers one status and an HTML page to
+    everything."""
+    status, page = NOT_S3_REPLIES[request.param]
 
     class NotFound(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -152,7 +155,7 @@ def web_server(request: pytest.FixtureRequest) -> Iterator[str]:
 
         def do_GET(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(404)
+            self.send_response(status)
             self.send_header("Content-Type", "text/html")
             self.send_header("Content-Length", str(len(page)))
             self.end_headers()
@@ -178,7 +181,8 @@ def test_an_endpoint_that_is_not_an_s3_server_is_an_endpoint_error(
     command: str, web_server: str, password: str, run_spare: SpareRunner, tmp_path: Path
 ) -> None:
     """Not "damaged" (exit 14) nor "no backup" (exit 15): exit 10, naming the endpoint, at once
-    (the default --retry-for is 10 minutes)."""
+    (the default --retry-for is 10 minutes). A page sent with 200 parsed as an empty listing:
+    restore said there was no backup."""
     env = {
         "SPARE_ENDPOINT": web_server,
         "SPARE_ACCESS_KEY": "key",
