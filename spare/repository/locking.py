@@ -344,6 +344,8 @@ def take(
             error = locked_error(holder)
             if wait:
                 error = Locked(f"{error}; waited {waiting.waited():.0f} s for it (--lock-wait)")
+            elif holder.command != "lock":
+                error = Locked(f"{error}; or give --lock-wait SECONDS to wait until it ends")
             raise error
         assert current is not None
         changes += 1

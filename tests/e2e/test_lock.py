@@ -122,6 +122,7 @@ def test_create_while_another_runs(
         running.send_signal(signal.SIGSTOP)
         line = assert_error(second("create", "--path", source, env=env), EXIT_LOCKED)
         assert re.search(rf"\b{running.pid}\b", line), f"pid {running.pid} not named: {line}"
+        assert line.endswith("or give --lock-wait SECONDS to wait until it ends"), line
     finally:
         # Whatever happened, let the first run finish before the bucket is cleaned up.
         running.send_signal(signal.SIGCONT)
