@@ -307,7 +307,7 @@ class Restorer:
 
     # -- pass 2 -----------------------------------------------------------------------------
     def _write_contents(self) -> None:
-        self._damaged(self.repo.cache.locate_wanted(self.plan))
+        self._damaged(self.plan.locate(self.repo.cache.path))
         with ThreadPoolExecutor(max_workers=READERS) as pool:
             for _ in pool.map(lambda pack: self._restore_pack(*pack), self.plan.packs()):
                 pass

@@ -18,7 +18,6 @@ from typing import Any, NamedTuple
 from spare.repository.database import CacheDamaged, connect, remove_database
 from spare.repository.objects import BlobRecord
 from spare.repository.packs import PackInfo
-from spare.repository.scratch import RestorePlan
 
 log = logging.getLogger("spare")
 
@@ -59,7 +58,7 @@ SCHEMA_VERSION = "7"
 #: its first copy is damaged, an interrupted run's pack). Its copies are used in this order:
 #: those not known to be damaged first, then those this cache learned of first. A pack found in the
 #: bucket later (a replayed one) is never preferred to one known before.
-_PREFERENCE = "(d.id IS NOT NULL), p.known"
+COPY_PREFERENCE = "(d.id IS NOT NULL), p.known"
 
 
 def _walk_key(path: bytes) -> bytes:
@@ -180,51 +179,10 @@ class Cache:
                 "SELECT c.pack, p.transforms, c.offset, c.length, c.size, c.start FROM chunks c "
                 "JOIN packs p ON p.name = c.pack "
                 "LEFT JOIN damaged d ON d.id = c.id AND d.pack = c.pack "
-                f"WHERE c.id=? ORDER BY {_PREFERENCE}",
+                f"WHERE c.id=? ORDER BY {COPY_PREFERENCE}",
                 (chunk_id,),
             )
         ]
-
-    def locate_wanted(self, plan: RestorePlan) -> list[bytes]:
-        """Locate every chunk ``plan`` wants in one join (its first copy in the order of
-        :meth:`locations`), and where it goes in its file.
-
-        Returns the files with a chunk that no pack holds: they are damaged, and get their
-        chunks up to that one.
-        """
-        db = plan.db
-        db.execute("ATTACH DATABASE ? AS cache", (str(self.path),))
-        db.executescript(
-            f"""
-            CREATE TEMP TABLE missing AS
-                SELECT w.path, MIN(w.idx) AS idx FROM wanted w
-                WHERE NOT EXISTS (SELECT 1 FROM cache.chunks c WHERE c.id = w.id)
-                GROUP BY w.path;
-            CREATE TEMP TABLE first_copy AS
-                SELECT * FROM (
-                    SELECT w.path, w.idx, w.id, c.pack, c.offset, c.length, c.size, c.start,
-                           ROW_NUMBER() OVER (
-                               PARTITION BY w.path, w.idx ORDER BY {_PREFERENCE}) AS copy
-                    FROM wanted w JOIN cache.chunks c ON c.id = w.id
-                    JOIN cache.packs p ON p.name = c.pack
-                    LEFT JOIN cache.damaged d ON d.id = c.id AND d.pack = c.pack)
-                WHERE copy = 1;
-            INSERT INTO places
-                SELECT f.pack, f.offset, f.length, f.size, f.start, f.id, f.path,
-                       SUM(f.size) OVER (PARTITION BY f.path ORDER BY f.idx) - f.size
-                FROM first_copy f LEFT JOIN missing m ON m.path = f.path
-                WHERE m.idx IS NULL OR f.idx < m.idx;
-            INSERT INTO pack_transforms
-                SELECT p.name, p.transforms FROM cache.packs p
-                WHERE p.name IN (SELECT DISTINCT pack FROM places);
-            DROP TABLE first_copy;
-            """
-        )
-        damaged = [row[0] for row in db.execute("SELECT path FROM missing")]
-        db.commit()
-        db.execute("DETACH DATABASE cache")
-        db.execute("CREATE INDEX places_by_pack ON places(pack, offset)")
-        return damaged
 
     def add_pack(self, pack: PackInfo, indexed_in: str | None) -> None:
         """Know ``pack`` and where its chunks are: copies of chunks known elsewhere come after
@@ -393,7 +351,7 @@ class Cache:
             f"""
             CREATE TEMP TABLE held AS SELECT id, pack, offset, length, size, start FROM (
                 SELECT c.id, c.pack, c.offset, c.length, c.size, c.start, l.copies,
-                       ROW_NUMBER() OVER (PARTITION BY c.id ORDER BY {_PREFERENCE}) AS copy
+                       ROW_NUMBER() OVER (PARTITION BY c.id ORDER BY {COPY_PREFERENCE}) AS copy
                 FROM live l JOIN chunks c ON c.id = l.id JOIN packs p ON p.name = c.pack
                 LEFT JOIN damaged d ON d.id = c.id AND d.pack = c.pack)
             WHERE copy <= copies

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from spare.repository.cache import COPY_PREFERENCE
 from spare.repository.database import connect
 from spare.repository.objects import BlobRecord
 
@@ -59,6 +60,47 @@ class RestorePlan:
     def commit(self) -> None:
         self.db.commit()
 
+    def locate(self, cache_path: Path) -> list[bytes]:
+        """Locate every chunk wanted in one join with the local cache at ``cache_path`` (its
+        first copy in the order of :meth:`Cache.locations`), and where it goes in its file.
+
+        Returns the files with a chunk that no pack holds: they are damaged, and get their
+        chunks up to that one.
+        """
+        db = self.db
+        db.execute("ATTACH DATABASE ? AS cache", (str(cache_path),))
+        db.executescript(
+            f"""
+            CREATE TEMP TABLE missing AS
+                SELECT w.path, MIN(w.idx) AS idx FROM wanted w
+                WHERE NOT EXISTS (SELECT 1 FROM cache.chunks c WHERE c.id = w.id)
+                GROUP BY w.path;
+            CREATE TEMP TABLE first_copy AS
+                SELECT * FROM (
+                    SELECT w.path, w.idx, w.id, c.pack, c.offset, c.length, c.size, c.start,
+                           ROW_NUMBER() OVER (
+                               PARTITION BY w.path, w.idx ORDER BY {COPY_PREFERENCE}) AS copy
+                    FROM wanted w JOIN cache.chunks c ON c.id = w.id
+                    JOIN cache.packs p ON p.name = c.pack
+                    LEFT JOIN cache.damaged d ON d.id = c.id AND d.pack = c.pack)
+                WHERE copy = 1;
+            INSERT INTO places
+                SELECT f.pack, f.offset, f.length, f.size, f.start, f.id, f.path,
+                       SUM(f.size) OVER (PARTITION BY f.path ORDER BY f.idx) - f.size
+                FROM first_copy f LEFT JOIN missing m ON m.path = f.path
+                WHERE m.idx IS NULL OR f.idx < m.idx;
+            INSERT INTO pack_transforms
+                SELECT p.name, p.transforms FROM cache.packs p
+                WHERE p.name IN (SELECT DISTINCT pack FROM places);
+            DROP TABLE first_copy;
+            """
+        )
+        damaged = [row[0] for row in db.execute("SELECT path FROM missing")]
+        db.commit()
+        db.execute("DETACH DATABASE cache")
+        db.execute("CREATE INDEX places_by_pack ON places(pack, offset)")
+        return damaged
+
     def add_created(self, path: bytes, inode: Inode) -> None:
         """Restore made ``inode`` at ``path``."""
         self.db.execute("INSERT INTO created VALUES(?, ?, ?, ?, ?)", (path, *inode))
@@ -102,7 +144,7 @@ class RestorePlan:
         )
 
     def packs(self) -> list[tuple[str, tuple[str, ...]]]:
-        """The packs to read (after :meth:`Cache.locate_wanted`), with their transforms."""
+        """The packs to read (after :meth:`locate`), with their transforms."""
         return [
             (pack, tuple(transforms.split(",")))
             for pack, transforms in self.db.execute("SELECT pack, transforms FROM pack_transforms")

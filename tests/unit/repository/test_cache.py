@@ -214,7 +214,7 @@ def test_a_cache_of_another_schema_is_thrown_away(tmp_path: Path) -> None:
         reopened.close()
 
 
-def test_locate_wanted_places_every_chunk_and_names_files_with_a_missing_one(
+def test_the_plan_locates_every_chunk_and_names_files_with_a_missing_one(
     cache: Cache, tmp_path: Path
 ) -> None:
     cache.add_pack(pack(PACK_A, (1, 10, 100, 400), (2, 110, 50, 300)), indexed_in=None)
@@ -226,7 +226,7 @@ def test_locate_wanted_places_every_chunk_and_names_files_with_a_missing_one(
         plan.want(b"twice", [chunk_id(1), chunk_id(1)])
         plan.add_created(b"whole", WHOLE)
         plan.commit()
-        assert cache.locate_wanted(plan) == [b"holed"]
+        assert plan.locate(cache.path) == [b"holed"]
         assert sorted(plan.packs()) == [
             (PACK_A, ("lzma", "aes-siv")),
             (PACK_B, ("lzma", "aes-siv")),
@@ -255,7 +255,7 @@ WHOLE = Inode(dev=7, ino=1234, uid=0, kind=stat.S_IFREG)
 
 
 @pytest.mark.parametrize("damaged", [False, True])
-def test_locate_wanted_reads_each_chunk_from_one_copy(
+def test_the_plan_locates_each_chunk_from_one_copy(
     cache: Cache, tmp_path: Path, damaged: bool
 ) -> None:
     """One place per chunk, from its first copy: the one known first, unless it is damaged."""
@@ -267,7 +267,7 @@ def test_locate_wanted_reads_each_chunk_from_one_copy(
     try:
         plan.want(b"f", [chunk_id(1), chunk_id(2)])
         plan.commit()
-        assert cache.locate_wanted(plan) == []
+        assert plan.locate(cache.path) == []
         places = sorted(
             (pack, record.chunk_id, at)
             for pack in (PACK_A, PACK_C)
