@@ -83,7 +83,7 @@ class SftpStorage(FsspecStorage):
 
     def _translate(self, exc: BaseException, what: str) -> StorageError:
         fs = self._fs
-        if fs is None or _connected(fs):
+        if fs is None or (_connected(fs) and not _connection_error(exc)):
             return super()._translate(exc, what)
         self._fs = None  # the next call connects again
         with contextlib.suppress(Exception):
@@ -201,6 +201,17 @@ def make_sftp(location: StorageLocation) -> Storage:
 def _connected(fs: Any) -> bool:
     transport = fs.client.get_transport()
     return transport is not None and bool(transport.is_active())
+
+
+def _connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is an error of the SSH connection or its channel, not of one request (a
+    request's error carries the server's errno, or paramiko's "Failure"). The channel may end
+    before the transport's thread has noticed that the connection is gone."""
+    from paramiko import SSHException
+
+    return isinstance(exc, EOFError | ConnectionError | SSHException) or (
+        isinstance(exc, OSError) and str(exc) == "Socket is closed"
+    )
 
 
 class _UnknownHost(Exception):
