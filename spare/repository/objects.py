@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from spare.errors import RepositoryDamaged
@@ -102,15 +102,19 @@ def snapshot_name(key: str) -> str | None:
     return match.group(1) if match else None
 
 
-def is_spares(key: str, *, leftovers: bool = False) -> bool:
-    """Whether ``key`` is named as spare names objects; with ``leftovers``, also what a killed put
-    of such an object left under a temporary name (see :data:`spare.storage.TEMPORARY_MARK`).
-    The lock's key is the lock plugin's to name."""
+def is_spares(key: str, *, leftovers: bool = False, also: Collection[str] = ()) -> bool:
+    """Whether ``key`` is named as spare names objects, or is one of ``also`` (the lock's keys,
+    which are the lock plugin's to name); with ``leftovers``, also what a killed put of such an
+    object left under a temporary name (see :data:`spare.storage.TEMPORARY_MARK`)."""
     named, mark, rest = key.partition(TEMPORARY_MARK)
     if mark and not (leftovers and _TEMPORARY_END.fullmatch(rest)):
         return False
     return bool(
-        pack_name(named) or index_name(named) or snapshot_name(named) or named in CONFIG_KEYS
+        pack_name(named)
+        or index_name(named)
+        or snapshot_name(named)
+        or named in CONFIG_KEYS
+        or named in also
     )
 
 

@@ -72,7 +72,8 @@ def prune(repo: Repository, keep_snapshot: Snapshot, pack_size: int = PACK_SIZE)
     cache.commit()
 
     keep = set(objects.CONFIG_KEYS) | set(objects.snapshot_keys(keep_snapshot.name))
-    keep |= set(bucket_lock(repo).keys)
+    lock_keys = set(bucket_lock(repo).keys)
+    keep |= lock_keys
     packs = {objects.pack_key(pack): size for pack, size in cache.pack_sizes().items()}
     keep |= set(packs)
     keep |= {objects.index_key(name) for name in cache.index_names()}
@@ -81,7 +82,9 @@ def prune(repo: Repository, keep_snapshot: Snapshot, pack_size: int = PACK_SIZE)
     doomed = [key for key in listed if key not in keep]
     # The bucket is spare's alone, but what someone else put there is named as it goes; quoted
     # with !a: a foreign key is anyone's text, and must not reach a terminal as escapes.
-    for key in sorted(key for key in doomed if not objects.is_spares(key, leftovers=True)):
+    for key in sorted(
+        key for key in doomed if not objects.is_spares(key, leftovers=True, also=lock_keys)
+    ):
         Console.current().warning(
             f"deleted {key!a}, which is not spare's: the bucket is for spare's backup only"
         )
